@@ -1,0 +1,2 @@
+//! The `autolora` command.
+fn main() {}

@@ -1,0 +1,337 @@
+//! The LoRA linear layer with AutoLoRA's selection variables.
+//!
+//! ```text
+//! y = W x + b + s * ((dropout(x) A^T) * a) B^T
+//! ```
+//!
+//! * `W` [out, in] and `b` [out] are the frozen base weights (f32, or bf16 on request).
+//! * `A` [k, in] starts kaiming-uniform, `B` [out, k] starts at zero, so a freshly attached
+//!   adapter leaves the model's output unchanged (invariant, tested).
+//! * `a` [k] are the selection weights: `softmax(logits)` (the paper) or `sigmoid(logits)`
+//!   (the paper's ablation), one logit vector per module. A plain LoRA adapter has no gate:
+//!   `a = 1`.
+//! * `s = lora_alpha / k`.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::param::{Param, trainable};
+use crate::{Error, Result};
+
+/// How selection weights are computed from their logits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Gate {
+    /// `a = softmax(logits)` over the module's k components (the paper).
+    Softmax,
+    /// `a_j = sigmoid(logit_j)` independently per component (the paper's ablation).
+    Sigmoid,
+}
+
+impl Gate {
+    /// The default selection threshold: `1/k` for softmax (uniform), `0.5` for sigmoid.
+    pub fn default_threshold(self, k: i64) -> f64 {
+        match self {
+            Gate::Softmax => 1.0 / k as f64,
+            Gate::Sigmoid => 0.5,
+        }
+    }
+}
+
+/// The selection variables of one module.
+#[derive(Debug, Clone)]
+pub struct SelectionGate {
+    /// Raw logits [k], the outer optimisation variable.
+    pub logits: Param,
+    /// Softmax or sigmoid.
+    pub gate: Gate,
+    /// Optional 0/1 mask [k] multiplied into the weights (pruned components are 0).
+    pub mask: Option<Tensor>,
+}
+
+impl SelectionGate {
+    /// Logits at zero (a uniform softmax), trainable.
+    pub fn new(k: i64, gate: Gate, device: Device) -> Self {
+        SelectionGate {
+            logits: trainable(Tensor::zeros([k], (Kind::Float, device))),
+            gate,
+            mask: None,
+        }
+    }
+
+    /// The selection weights `a` [k], differentiable with respect to the logits.
+    pub fn weights(&self) -> Tensor {
+        let logits = self.logits.tensor();
+        let a = match self.gate {
+            Gate::Softmax => logits.softmax(-1, Kind::Float),
+            Gate::Sigmoid => logits.sigmoid(),
+        };
+        match &self.mask {
+            Some(mask) => a * mask,
+            None => a,
+        }
+    }
+}
+
+/// Settings of a LoRA adapter.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LoraConfig {
+    /// Number of rank-1 components `k` (the paper: 8).
+    pub rank: i64,
+    /// `lora_alpha`; the update is scaled by `alpha / rank`.
+    pub alpha: f64,
+    /// Dropout probability on the adapter's input.
+    pub dropout: f64,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        LoraConfig {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.1,
+        }
+    }
+}
+
+impl LoraConfig {
+    fn validate(&self) -> Result<()> {
+        if self.rank < 1 {
+            return Err(Error::InvalidConfig {
+                what: "rank",
+                why: format!("must be at least 1, got {}", self.rank),
+            });
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::InvalidConfig {
+                what: "dropout",
+                why: format!("must be in [0, 1), got {}", self.dropout),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A LoRA adapter: factors `A`, `B`, scale, dropout and optional selection variables.
+#[derive(Debug, Clone)]
+pub struct Adapter {
+    /// `A` [r, in].
+    pub a: Param,
+    /// `B` [out, r].
+    pub b: Param,
+    /// Selection variables; `None` for a plain (fixed-rank) adapter.
+    pub gate: Option<SelectionGate>,
+    /// The scale `s` applied to the update.
+    pub scale: f64,
+    /// Dropout probability on the adapter's input (training only).
+    pub dropout: f64,
+}
+
+impl Adapter {
+    /// A fresh adapter for a `[out, in]` layer: `A` kaiming-uniform (PyTorch's `a = sqrt(5)`
+    /// default, bound `1/sqrt(in)`), `B` zeros, `s = alpha / rank`; with `gate`, selection
+    /// logits at zero.
+    pub fn new(
+        in_features: i64,
+        out_features: i64,
+        config: &LoraConfig,
+        gate: Option<Gate>,
+        device: Device,
+    ) -> Result<Self> {
+        config.validate()?;
+        let bound = 1.0 / (in_features as f64).sqrt();
+        let a = Tensor::empty([config.rank, in_features], (Kind::Float, device))
+            .uniform_(-bound, bound);
+        let b = Tensor::zeros([out_features, config.rank], (Kind::Float, device));
+        Ok(Adapter {
+            a: trainable(a),
+            b: trainable(b),
+            gate: gate.map(|g| SelectionGate::new(config.rank, g, device)),
+            scale: config.alpha / config.rank as f64,
+            dropout: config.dropout,
+        })
+    }
+
+    /// Number of components (`r`, or `k` during search).
+    pub fn rank(&self) -> i64 {
+        self.a.size()[0]
+    }
+
+    /// The update `s * B diag(a) A` [out, in].
+    pub fn delta_weight(&self) -> Tensor {
+        let b = self.b.tensor();
+        let b = match &self.gate {
+            Some(gate) => b * gate.weights().unsqueeze(0),
+            None => b,
+        };
+        b.matmul(&self.a.tensor()) * self.scale
+    }
+
+    /// The adapter's contribution `s * ((dropout(x) A^T) * a) B^T` for input `x` [.., in].
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let x = if train && self.dropout > 0.0 {
+            x.dropout(self.dropout, true)
+        } else {
+            x.shallow_clone()
+        };
+        let h = x.linear::<Tensor>(&self.a.tensor(), None);
+        let h = match &self.gate {
+            Some(gate) => h * gate.weights(),
+            None => h,
+        };
+        h.linear::<Tensor>(&self.b.tensor(), None) * self.scale
+    }
+}
+
+/// A linear layer `y = W x + b`, frozen, with an optional LoRA [`Adapter`].
+#[derive(Debug)]
+pub struct LoraLinear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    adapter: Option<Adapter>,
+    merged: bool,
+}
+
+impl LoraLinear {
+    /// Wraps frozen base weights: `weight` [out, in], `bias` [out]. Gradients are switched off.
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let size = weight.size();
+        if size.len() != 2 {
+            return Err(Error::ShapeMismatch {
+                name: "linear weight (must be [out, in])".into(),
+                expected: vec![-1, -1],
+                found: size,
+            });
+        }
+        if let Some(bias) = &bias
+            && bias.size() != [size[0]]
+        {
+            return Err(Error::ShapeMismatch {
+                name: "linear bias".into(),
+                expected: vec![size[0]],
+                found: bias.size(),
+            });
+        }
+        Ok(LoraLinear {
+            weight: weight.set_requires_grad(false),
+            bias: bias.map(|b| b.set_requires_grad(false)),
+            adapter: None,
+            merged: false,
+        })
+    }
+
+    /// Input width.
+    pub fn in_features(&self) -> i64 {
+        self.weight.size()[1]
+    }
+
+    /// Output width.
+    pub fn out_features(&self) -> i64 {
+        self.weight.size()[0]
+    }
+
+    /// The frozen base weight [out, in] (includes the update while merged).
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The frozen bias [out].
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
+    /// The attached adapter, if any.
+    pub fn adapter(&self) -> Option<&Adapter> {
+        self.adapter.as_ref()
+    }
+
+    /// Whether the adapter's update is currently folded into the base weight.
+    pub fn is_merged(&self) -> bool {
+        self.merged
+    }
+
+    /// Attaches `adapter`, replacing any previous one (which is returned).
+    pub fn attach(&mut self, adapter: Adapter) -> Result<Option<Adapter>> {
+        if self.merged {
+            return Err(Error::InvalidState(
+                "cannot attach an adapter to a merged layer; unmerge first".into(),
+            ));
+        }
+        let r = adapter.rank();
+        let expect = |name: &str, p: &Param, shape: [i64; 2]| -> Result<()> {
+            if p.size() != shape {
+                return Err(Error::ShapeMismatch {
+                    name: name.into(),
+                    expected: shape.to_vec(),
+                    found: p.size(),
+                });
+            }
+            Ok(())
+        };
+        expect("lora_A", &adapter.a, [r, self.in_features()])?;
+        expect("lora_B", &adapter.b, [self.out_features(), r])?;
+        if let Some(gate) = &adapter.gate
+            && gate.logits.size() != [r]
+        {
+            return Err(Error::ShapeMismatch {
+                name: "selection logits".into(),
+                expected: vec![r],
+                found: gate.logits.size(),
+            });
+        }
+        Ok(self.adapter.replace(adapter))
+    }
+
+    /// Removes and returns the adapter (unmerging first if needed).
+    pub fn detach(&mut self) -> Result<Option<Adapter>> {
+        if self.merged {
+            self.unmerge()?;
+        }
+        Ok(self.adapter.take())
+    }
+
+    /// `y = W x + b + adapter(x)` for `x` [.., in]. A bf16 base runs its matmul in bf16 and
+    /// returns `x`'s dtype.
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        let base = if self.weight.kind() == x.kind() {
+            x.linear(&self.weight, self.bias.as_ref())
+        } else {
+            x.to_kind(self.weight.kind())
+                .linear(&self.weight, self.bias.as_ref())
+                .to_kind(x.kind())
+        };
+        match (&self.adapter, self.merged) {
+            (Some(adapter), false) => base + adapter.forward_t(x, train),
+            _ => base,
+        }
+    }
+
+    /// Folds the adapter's update into the base weight (zero-overhead inference).
+    pub fn merge(&mut self) -> Result<()> {
+        let delta = self.delta_for_merge("merge")?;
+        tch::no_grad(|| self.weight.f_add_(&delta))?;
+        self.merged = true;
+        Ok(())
+    }
+
+    /// Subtracts the adapter's update from the base weight again.
+    pub fn unmerge(&mut self) -> Result<()> {
+        if !self.merged {
+            return Err(Error::InvalidState("unmerge: the layer is not merged".into()));
+        }
+        self.merged = false;
+        let delta = self.delta_for_merge("unmerge")?;
+        tch::no_grad(|| self.weight.f_sub_(&delta))?;
+        Ok(())
+    }
+
+    fn delta_for_merge(&self, what: &str) -> Result<Tensor> {
+        if self.merged {
+            return Err(Error::InvalidState(format!("{what}: the layer is already merged")));
+        }
+        let adapter = self
+            .adapter
+            .as_ref()
+            .ok_or_else(|| Error::InvalidState(format!("{what}: the layer has no adapter")))?;
+        Ok(tch::no_grad(|| adapter.delta_weight()).to_kind(self.weight.kind()))
+    }
+}

@@ -1,0 +1,1 @@
+//! # autolora-data
