@@ -1,2 +1,7 @@
 //! The `autolora` command.
+
+mod atomic;
+mod config;
+mod heatmap;
+
 fn main() {}

@@ -1,0 +1,389 @@
+//! The run file: one TOML document holding every setting of a run.
+//!
+//! Every field has a default, so a run file only names what it changes. Unknown keys are
+//! rejected with the closest known key as a suggestion. The resolved settings (file +
+//! command-line overrides) are written next to the run's outputs as `config.toml`, so every
+//! result can be reproduced from its run directory alone.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// All settings of a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// The pretrained model.
+    pub model: ModelConfig,
+    /// The task and its data.
+    pub task: TaskConfig,
+    /// The LoRA adapters.
+    pub lora: LoraSettings,
+    /// The bilevel rank search.
+    pub search: SearchConfig,
+    /// Training with fixed ranks (the retrain after the search, or plain LoRA).
+    pub train: TrainConfig,
+    /// Seed, device, threads, output folder.
+    pub run: RunSettings,
+}
+
+/// The pretrained model.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// A Hugging Face model directory (config.json, model.safetensors, tokenizer.json).
+    pub dir: Option<PathBuf>,
+    /// Or a named asset fetched into the cache (`minilm`).
+    pub asset: Option<String>,
+    /// Dtype of the frozen base weights: `f32`, or `bf16` (CUDA).
+    pub base_dtype: String,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            dir: None,
+            asset: Some("minilm".into()),
+            base_dtype: "f32".into(),
+        }
+    }
+}
+
+/// The task and its data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TaskConfig {
+    /// `conll` (entity F1), `sentiment` (Rotten-Tomatoes binary), or a GLUE task name
+    /// (`cola`, `sst2`, `mrpc`, `qqp`, `stsb`, `mnli`, `qnli`, `rte`).
+    pub name: String,
+    /// Folder with the task's files in their official layout; if unset, the task's asset.
+    pub data_dir: Option<PathBuf>,
+    /// Maximum tokens per example (longer ones are truncated and counted).
+    pub max_length: usize,
+    /// Use only the first N training examples (after shuffling with the run seed).
+    pub train_limit: Option<usize>,
+    /// Use only the first N evaluation examples.
+    pub eval_limit: Option<usize>,
+}
+
+impl Default for TaskConfig {
+    fn default() -> Self {
+        TaskConfig {
+            name: "conll".into(),
+            data_dir: None,
+            max_length: 128,
+            train_limit: None,
+            eval_limit: None,
+        }
+    }
+}
+
+/// The LoRA adapters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoraSettings {
+    /// Module-name patterns to adapt; empty means the architecture's default
+    /// (query/value for BERT and RoBERTa, c_attn for GPT-2, q_proj/v_proj for Llama).
+    pub targets: Vec<String>,
+    /// Components per module during the search (`k`; the paper uses 8).
+    pub k: i64,
+    /// `lora_alpha`: the update is scaled by alpha / rank.
+    pub alpha: f64,
+    /// Dropout on the adapter input.
+    pub dropout: f64,
+    /// Selection gate: `softmax` (the paper) or `sigmoid` (its ablation).
+    pub gate: autolora_core::Gate,
+}
+
+impl Default for LoraSettings {
+    fn default() -> Self {
+        LoraSettings {
+            targets: Vec::new(),
+            k: 8,
+            alpha: 16.0,
+            dropout: 0.1,
+            gate: autolora_core::Gate::Softmax,
+        }
+    }
+}
+
+/// Optimizer choice for training loops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// Plain stochastic gradient descent.
+    Sgd,
+    /// Adam.
+    Adam,
+    /// Adam with decoupled weight decay.
+    Adamw,
+}
+
+/// The bilevel rank search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchConfig {
+    /// `first-order`, `finite-difference` (the authors') or `exact`.
+    pub hypergradient: String,
+    /// Finite differences in the DARTS form (perturb w, scale by the inner learning rate).
+    pub darts: bool,
+    /// Roll back the look-ahead inner step and redo it with the new selection (the authors'
+    /// default); `false` keeps the look-ahead step and saves one of five passes.
+    pub rollback: bool,
+    /// Inner optimizer (LoRA weights and task head).
+    pub inner_optimizer: OptimizerKind,
+    /// Inner learning rate.
+    pub inner_lr: f64,
+    /// Outer (Adam) learning rate on the selection logits.
+    pub outer_lr: f64,
+    /// Outer Adam betas.
+    pub outer_betas: (f64, f64),
+    /// Number of search steps.
+    pub steps: u64,
+    /// Batch size of the train and validation batches.
+    pub batch_size: usize,
+    /// Fraction of the training set held out as the search's validation set.
+    pub val_ratio: f64,
+    /// Keep components whose selection weight reaches this (default 1/k for softmax,
+    /// 0.5 for sigmoid).
+    pub threshold: Option<f64>,
+    /// Instead of a threshold, keep this many components in total across modules.
+    pub budget: Option<usize>,
+    /// Every module keeps at least this many components.
+    pub min_rank: usize,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            hypergradient: "finite-difference".into(),
+            darts: false,
+            rollback: true,
+            inner_optimizer: OptimizerKind::Adam,
+            inner_lr: 3e-4,
+            outer_lr: 1e-2,
+            outer_betas: (0.5, 0.999),
+            steps: 300,
+            batch_size: 16,
+            val_ratio: 0.3,
+            threshold: None,
+            budget: None,
+            min_rank: 1,
+        }
+    }
+}
+
+/// Where the fixed ranks of a training run come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RankSource {
+    /// The same rank for every module.
+    Uniform(i64),
+    /// A `ranks.json` written by `search` (or the word `search` inside `run`).
+    File(PathBuf),
+}
+
+/// Training with fixed ranks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// The ranks: an integer, or the path of a ranks.json.
+    pub ranks: RankSource,
+    /// Start from the pruned search weights instead of from scratch (the paper retrains
+    /// from scratch).
+    pub warm_start: bool,
+    /// Optimizer.
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Decoupled weight decay (AdamW).
+    pub weight_decay: f64,
+    /// Fraction of the steps spent warming the learning rate up linearly (then linear decay).
+    pub warmup_ratio: f64,
+    /// Number of optimizer steps.
+    pub steps: u64,
+    /// Training batch size.
+    pub batch_size: usize,
+    /// Evaluation batch size.
+    pub eval_batch_size: usize,
+    /// Evaluate on the dev split every N steps (0: only at the end).
+    pub eval_every: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            ranks: RankSource::Uniform(4),
+            warm_start: false,
+            optimizer: OptimizerKind::Adamw,
+            lr: 5e-4,
+            weight_decay: 0.0,
+            warmup_ratio: 0.06,
+            steps: 600,
+            batch_size: 16,
+            eval_batch_size: 64,
+            eval_every: 0,
+        }
+    }
+}
+
+/// Seed, device, threads, outputs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunSettings {
+    /// Seed of everything random (data order, initialisation, dropout).
+    pub seed: u64,
+    /// `cpu`, `cuda` or `auto`.
+    pub device: String,
+    /// CPU threads for libtorch (0: libtorch's default).
+    pub threads: usize,
+    /// The run directory.
+    pub out_dir: PathBuf,
+    /// Write a checkpoint every N steps (search and training).
+    pub checkpoint_every: u64,
+}
+
+impl Default for RunSettings {
+    fn default() -> Self {
+        RunSettings {
+            seed: 42,
+            device: "auto".into(),
+            threads: 0,
+            out_dir: PathBuf::from("runs/default"),
+            checkpoint_every: 50,
+        }
+    }
+}
+
+impl RunConfig {
+    /// Reads a run file. Unknown keys are an error naming the closest known key.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in run file {}", path.display()))
+    }
+
+    /// Parses a run file's text.
+    pub fn parse(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", with_suggestion(&e.to_string())))
+    }
+
+    /// Applies `key=value` overrides (dotted keys, TOML values; bare words are strings),
+    /// e.g. `search.steps=100` or `task.name=sentiment`.
+    pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<()> {
+        if overrides.is_empty() {
+            return Ok(());
+        }
+        let mut doc = toml::Table::try_from(&*self)?;
+        for item in overrides {
+            let (key, value) = item
+                .split_once('=')
+                .with_context(|| format!("override `{item}`: expected KEY=VALUE"))?;
+            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+                .map(|mut t| t.remove("v").expect("just parsed"))
+                .unwrap_or_else(|_| toml::Value::String(value.to_string()));
+            let mut table = &mut doc;
+            let parts: Vec<&str> = key.trim().split('.').collect();
+            for part in &parts[..parts.len() - 1] {
+                table = table
+                    .entry(part.to_string())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+                    .as_table_mut()
+                    .with_context(|| format!("override `{item}`: `{part}` is not a section"))?;
+            }
+            table.insert(parts[parts.len() - 1].to_string(), value);
+        }
+        *self = Self::parse(&toml::to_string(&doc)?)
+            .with_context(|| format!("applying overrides {overrides:?}"))?;
+        Ok(())
+    }
+
+    /// The resolved settings as TOML.
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// Checks values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        if !(0.0..1.0).contains(&self.search.val_ratio) || self.search.val_ratio == 0.0 {
+            bail!(
+                "search.val_ratio must be in (0, 1), got {}",
+                self.search.val_ratio
+            );
+        }
+        if self.lora.k < 1 {
+            bail!("lora.k must be at least 1, got {}", self.lora.k);
+        }
+        if !["cpu", "cuda", "auto"].contains(&self.run.device.as_str()) {
+            bail!(
+                "run.device must be cpu, cuda or auto, got `{}`",
+                self.run.device
+            );
+        }
+        if self.model.dir.is_none() && self.model.asset.is_none() {
+            bail!("set model.dir (a Hugging Face model folder) or model.asset (e.g. \"minilm\")");
+        }
+        Ok(())
+    }
+}
+
+/// Adds "did you mean `x`?" to serde's unknown-field message.
+fn with_suggestion(message: &str) -> String {
+    let Some(rest) = message.split("unknown field `").nth(1) else {
+        return message.to_string();
+    };
+    let Some((unknown, expected)) = rest.split_once('`') else {
+        return message.to_string();
+    };
+    let best = expected
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(|candidate| (strsim::jaro_winkler(unknown, candidate), candidate))
+        .filter(|(score, _)| *score > 0.7)
+        .max_by(|a, b| a.0.total_cmp(&b.0));
+    match best {
+        Some((_, candidate)) => format!("{message}\ndid you mean `{candidate}`?"),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_round_trip_through_toml() -> Result<()> {
+        let config = RunConfig::default();
+        let back = RunConfig::parse(&config.to_toml()?)?;
+        assert_eq!(back.to_toml()?, config.to_toml()?);
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_key_gets_a_suggestion() {
+        let err = RunConfig::parse("[search]\nstesp = 3\n").unwrap_err().to_string();
+        assert!(err.contains("unknown field `stesp`"), "{err}");
+        assert!(err.contains("did you mean `steps`?"), "{err}");
+        assert!(err.contains("line 2"), "{err}");
+    }
+
+    #[test]
+    fn overrides_replace_values_and_reject_unknown_keys() -> Result<()> {
+        let mut config = RunConfig::default();
+        config.apply_overrides(&[
+            "search.steps=7".into(),
+            "task.name=sentiment".into(),
+            "train.ranks=\"runs/x/ranks.json\"".into(),
+        ])?;
+        assert_eq!(config.search.steps, 7);
+        assert_eq!(config.task.name, "sentiment");
+        assert_eq!(
+            config.train.ranks,
+            RankSource::File("runs/x/ranks.json".into())
+        );
+        assert!(config.apply_overrides(&["search.nope=1".into()]).is_err());
+        Ok(())
+    }
+}
