@@ -1,1 +1,58 @@
 //! # autolora-models
+//!
+//! Hugging Face compatible transformer models on libtorch (through `tch`) whose linear
+//! layers take AutoLoRA adapters from `autolora-core`.
+//!
+//! * [`load_model`] reads a model directory (`config.json`, `model.safetensors` or a sharded
+//!   checkpoint, memory-mapped), detects the architecture and returns a [`Model`].
+//! * [`Model`] is the one interface for every architecture: [`Model::forward_t`] on a
+//!   [`ModelInput`], [`Model::loss`], [`Model::inject_lora`] by module-name patterns,
+//!   [`Model::trainable_params`] (LoRA factors and the task head) and
+//!   [`Model::selection_params`] for the search engine, and [`Model::lora_layer_mut`] for
+//!   pruning, merging and export.
+//! * Architectures: BERT and RoBERTa ([`encoder::EncoderModel`]) with sequence
+//!   classification, regression and token classification heads.
+//! * [`peft::apply_peft_adapter`] loads a PEFT LoRA adapter.
+//!
+//! The base weights are frozen; LoRA factors, selection logits and the head are trainable.
+//! Attention is written as matmul + softmax by default so the exact hypergradient can take
+//! second derivatives through it ([`AttentionImpl`]).
+//!
+//! ```no_run
+//! use autolora_core::{Gate, LoraConfig};
+//! use autolora_models::{LoadOptions, Model, ModelInput, Task, load_model};
+//! use tch::Tensor;
+//!
+//! # fn main() -> autolora_models::Result<()> {
+//! let dir = std::path::Path::new("models/minilm");
+//! let mut model = load_model(dir, Task::SequenceClassification { num_labels: 2 }, &LoadOptions::default())?;
+//! // The paper's targets (query and value of every layer), k = 8 components with softmax gates.
+//! let adapted = model.inject_lora(&[], &LoraConfig::default(), Some(Gate::Softmax))?;
+//! assert_eq!(model.selection_params().len(), adapted.len());
+//!
+//! let ids = Tensor::from_slice(&[101i64, 7592, 2088, 102]).reshape([1, 4]);
+//! let mask = ids.ones_like();
+//! let input = ModelInput { input_ids: &ids, attention_mask: &mask, token_type_ids: None };
+//! let out = model.forward_t(&input, false)?;
+//! let loss = model.loss(out.logits.as_ref().unwrap(), &Tensor::from_slice(&[1i64]))?;
+//! # let _ = loss;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod bert;
+pub mod config;
+pub mod encoder;
+pub mod error;
+pub mod layers;
+pub mod load;
+pub mod model;
+pub mod peft;
+pub mod weights;
+
+pub use config::{Architecture, RawConfig};
+pub use error::{Error, Result};
+pub use layers::AttentionImpl;
+pub use load::{LoadOptions, load_model, tokenizer_path};
+pub use model::{IGNORE_INDEX, Model, ModelInput, ModelOutput, Task};
+pub use weights::{LoadReport, SafeTensorStore, WeightLoader};

@@ -1,0 +1,235 @@
+//! Reading a model directory's `config.json` and telling which architecture it describes.
+//!
+//! Each architecture has its own config struct with the Hugging Face field names (see
+//! [`crate::bert::BertConfig`]); this module reads the JSON once, checks that the fields an
+//! architecture cannot do without are present (all missing ones are named in one error), and
+//! deserializes.
+
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::{Error, Result};
+
+/// Name of the architecture config inside a model directory.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// The architectures this crate implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Architecture {
+    /// BERT (`model_type: "bert"`).
+    Bert,
+    /// RoBERTa (`model_type: "roberta"`): BERT with offset position ids.
+    Roberta,
+}
+
+impl Architecture {
+    /// Every supported architecture.
+    pub const ALL: &'static [Architecture] = &[Architecture::Bert, Architecture::Roberta];
+
+    /// The `model_type` string of Hugging Face configs.
+    pub fn model_type(self) -> &'static str {
+        match self {
+            Architecture::Bert => "bert",
+            Architecture::Roberta => "roberta",
+        }
+    }
+
+    /// The class-name stem used in `architectures` (`BertForMaskedLM` -> `Bert`).
+    fn class_stem(self) -> &'static str {
+        match self {
+            Architecture::Bert => "Bert",
+            Architecture::Roberta => "Roberta",
+        }
+    }
+
+    fn from_model_type(s: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|a| a.model_type() == s)
+    }
+
+    fn from_class_name(s: &str) -> Option<Self> {
+        // Longest stem first would matter if one stem prefixed another; none does today.
+        Self::ALL.iter().copied().find(|a| {
+            s.strip_prefix(a.class_stem())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_uppercase))
+        })
+    }
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.model_type())
+    }
+}
+
+/// A parsed `config.json`, not yet tied to an architecture.
+#[derive(Debug, Clone)]
+pub struct RawConfig {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its top-level object.
+    pub fields: Map<String, Value>,
+}
+
+impl RawConfig {
+    /// Reads `dir/config.json`.
+    pub fn read_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        if !path.is_file() {
+            return Err(Error::BadConfig {
+                path,
+                what: "the file does not exist; a model directory needs the architecture's \
+                       config.json (model_type, sizes) next to its weights"
+                    .into(),
+            });
+        }
+        Self::read(&path)
+    }
+
+    /// Reads a config file.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses config text (`path` is used in messages).
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let value: Value = serde_json::from_str(text).map_err(|source| Error::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match value {
+            Value::Object(fields) => Ok(RawConfig {
+                path: path.to_path_buf(),
+                fields,
+            }),
+            _ => Err(Error::BadConfig {
+                path: path.to_path_buf(),
+                what: "the top level is not a JSON object".into(),
+            }),
+        }
+    }
+
+    /// The architecture named by `model_type`, or failing that by `architectures[0]`.
+    pub fn architecture(&self) -> Result<Architecture> {
+        let supported = || Architecture::ALL.iter().map(|a| a.model_type()).collect();
+        if let Some(model_type) = self.fields.get("model_type").and_then(Value::as_str) {
+            return Architecture::from_model_type(model_type).ok_or_else(|| {
+                Error::UnknownArchitecture {
+                    path: self.path.clone(),
+                    found: model_type.to_string(),
+                    supported: supported(),
+                }
+            });
+        }
+        let classes: Vec<&str> = self
+            .fields
+            .get("architectures")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if let Some(first) = classes.first() {
+            return classes
+                .iter()
+                .find_map(|c| Architecture::from_class_name(c))
+                .ok_or_else(|| Error::UnknownArchitecture {
+                    path: self.path.clone(),
+                    found: first.to_string(),
+                    supported: supported(),
+                });
+        }
+        let keys: Vec<&str> = self.fields.keys().map(String::as_str).collect();
+        Err(Error::BadConfig {
+            path: self.path.clone(),
+            what: format!(
+                "no `model_type` and no `architectures` field, so the architecture is unknown \
+                 (keys found: {keys:?}); this looks like a non-architecture config (for \
+                 instance a sentence-transformers pooling config): write the model's own \
+                 Hugging Face config.json"
+            ),
+        })
+    }
+
+    /// Deserializes into an architecture's config after checking that every field in
+    /// `required` is present (all missing ones are reported together).
+    pub fn parse_as<T: DeserializeOwned>(&self, required: &[&str]) -> Result<T> {
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|f| !self.fields.contains_key(*f))
+            .collect();
+        if !missing.is_empty() {
+            return Err(Error::BadConfig {
+                path: self.path.clone(),
+                what: format!("missing required field(s) {missing:?}"),
+            });
+        }
+        serde_json::from_value(Value::Object(self.fields.clone())).map_err(|source| Error::Json {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(text: &str) -> RawConfig {
+        RawConfig::parse(Path::new("config.json"), text).unwrap()
+    }
+
+    #[test]
+    fn detects_by_model_type_then_class_name() {
+        assert_eq!(
+            raw(r#"{"model_type": "roberta"}"#).architecture().unwrap(),
+            Architecture::Roberta
+        );
+        assert_eq!(
+            raw(r#"{"architectures": ["BertForTokenClassification"]}"#)
+                .architecture()
+                .unwrap(),
+            Architecture::Bert
+        );
+    }
+
+    #[test]
+    fn pooling_config_is_rejected_with_its_keys() {
+        let err = raw(r#"{"word_embedding_dimension": 384, "pooling_mode_mean_tokens": true}"#)
+            .architecture()
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("no `model_type`"), "{msg}");
+        assert!(msg.contains("pooling_mode_mean_tokens"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_model_type_lists_supported() {
+        let msg = raw(r#"{"model_type": "t5"}"#)
+            .architecture()
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("\"t5\"") && msg.contains("bert"), "{msg}");
+    }
+
+    #[test]
+    fn all_missing_fields_are_named() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Sizes {
+            _a: Option<i64>,
+        }
+        let err = raw(r#"{"model_type": "bert", "hidden_size": 4}"#)
+            .parse_as::<Sizes>(&["hidden_size", "vocab_size", "num_hidden_layers"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("vocab_size") && err.contains("num_hidden_layers"),
+            "{err}"
+        );
+    }
+}
