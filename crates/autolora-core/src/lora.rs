@@ -37,8 +37,8 @@ impl Gate {
     }
 }
 
-/// The selection variables of one module.
-#[derive(Debug, Clone)]
+/// The selection variables of one module. Cloning shares the logits' slot.
+#[derive(Debug)]
 pub struct SelectionGate {
     /// Raw logits [k], the outer optimisation variable.
     pub logits: Param,
@@ -48,11 +48,26 @@ pub struct SelectionGate {
     pub mask: Option<Tensor>,
 }
 
-impl SelectionGate {
-    /// Logits at zero (a uniform softmax), trainable.
-    pub fn new(k: i64, gate: Gate, device: Device) -> Self {
+impl Clone for SelectionGate {
+    fn clone(&self) -> Self {
         SelectionGate {
-            logits: trainable(Tensor::zeros([k], (Kind::Float, device))),
+            logits: self.logits.clone(),
+            gate: self.gate,
+            mask: self.mask.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+}
+
+impl SelectionGate {
+    /// Logits at zero (a uniform softmax), trainable, f32.
+    pub fn new(k: i64, gate: Gate, device: Device) -> Self {
+        Self::with_options(k, gate, (Kind::Float, device))
+    }
+
+    /// Logits at zero, trainable, of the given floating-point kind (f64 for gradient checks).
+    pub fn with_options(k: i64, gate: Gate, options: (Kind, Device)) -> Self {
+        SelectionGate {
+            logits: trainable(Tensor::zeros([k], options)),
             gate,
             mask: None,
         }
@@ -62,7 +77,7 @@ impl SelectionGate {
     pub fn weights(&self) -> Tensor {
         let logits = self.logits.tensor();
         let a = match self.gate {
-            Gate::Softmax => logits.softmax(-1, Kind::Float),
+            Gate::Softmax => logits.softmax(-1, logits.kind()),
             Gate::Sigmoid => logits.sigmoid(),
         };
         match &self.mask {
@@ -129,7 +144,7 @@ pub struct Adapter {
 impl Adapter {
     /// A fresh adapter for a `[out, in]` layer: `A` kaiming-uniform (PyTorch's `a = sqrt(5)`
     /// default, bound `1/sqrt(in)`), `B` zeros, `s = alpha / rank`; with `gate`, selection
-    /// logits at zero.
+    /// logits at zero. Factors and logits are f32.
     pub fn new(
         in_features: i64,
         out_features: i64,
@@ -137,15 +152,35 @@ impl Adapter {
         gate: Option<Gate>,
         device: Device,
     ) -> Result<Self> {
+        Self::with_options(
+            in_features,
+            out_features,
+            config,
+            gate,
+            (Kind::Float, device),
+        )
+    }
+
+    /// [`Adapter::new`] with factors and logits of the given floating-point kind (f64 models
+    /// for gradient checks; the base weight's kind must match it unless it is bf16).
+    pub fn with_options(
+        in_features: i64,
+        out_features: i64,
+        config: &LoraConfig,
+        gate: Option<Gate>,
+        options: (Kind, Device),
+    ) -> Result<Self> {
         config.validate()?;
         let bound = 1.0 / (in_features as f64).sqrt();
-        let a = Tensor::empty([config.rank, in_features], (Kind::Float, device))
-            .uniform_(-bound, bound);
-        let b = Tensor::zeros([out_features, config.rank], (Kind::Float, device));
+        // Sampled without grad tracking, then marked trainable: a leaf.
+        let a = tch::no_grad(|| {
+            Tensor::empty([config.rank, in_features], options).uniform_(-bound, bound)
+        });
+        let b = Tensor::zeros([out_features, config.rank], options);
         Ok(Adapter {
             a: trainable(a),
             b: trainable(b),
-            gate: gate.map(|g| SelectionGate::new(config.rank, g, device)),
+            gate: gate.map(|g| SelectionGate::with_options(config.rank, g, options)),
             scale: config.alpha / config.rank as f64,
             dropout: config.dropout,
         })
@@ -308,7 +343,8 @@ impl LoraLinear {
     /// Folds the adapter's update into the base weight (zero-overhead inference).
     pub fn merge(&mut self) -> Result<()> {
         let delta = self.delta_for_merge("merge")?;
-        tch::no_grad(|| self.weight.f_add_(&delta))?;
+        // In place; the returned alias of the weight is not needed.
+        let _ = tch::no_grad(|| self.weight.f_add_(&delta))?;
         self.merged = true;
         Ok(())
     }
@@ -316,17 +352,21 @@ impl LoraLinear {
     /// Subtracts the adapter's update from the base weight again.
     pub fn unmerge(&mut self) -> Result<()> {
         if !self.merged {
-            return Err(Error::InvalidState("unmerge: the layer is not merged".into()));
+            return Err(Error::InvalidState(
+                "unmerge: the layer is not merged".into(),
+            ));
         }
         self.merged = false;
         let delta = self.delta_for_merge("unmerge")?;
-        tch::no_grad(|| self.weight.f_sub_(&delta))?;
+        let _ = tch::no_grad(|| self.weight.f_sub_(&delta))?;
         Ok(())
     }
 
     fn delta_for_merge(&self, what: &str) -> Result<Tensor> {
         if self.merged {
-            return Err(Error::InvalidState(format!("{what}: the layer is already merged")));
+            return Err(Error::InvalidState(format!(
+                "{what}: the layer is already merged"
+            )));
         }
         let adapter = self
             .adapter

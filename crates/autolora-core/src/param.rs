@@ -69,7 +69,7 @@ pub struct NamedParam {
     pub param: Param,
 }
 
-/// A trainable leaf: f32, on `device`, `requires_grad` set.
+/// Wraps `tensor` as a trainable leaf (`requires_grad` set; kind and device unchanged).
 pub fn trainable(tensor: Tensor) -> Param {
     Param::new(tensor.set_requires_grad(true))
 }
