@@ -2,6 +2,7 @@
 //!
 //! Every job provisions what it needs first, so each works on a fresh machine.
 
+mod download;
 mod provision;
 
 use std::path::PathBuf;
@@ -33,6 +34,12 @@ enum Job {
         #[arg(long)]
         no_link: bool,
     },
+    /// Download real assets (models, data sets) into the cache, checking their sha256.
+    Download {
+        /// Asset names (see `cargo xtask download list`), `all`, or `list`.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
     /// Provision libtorch, then run the whole test suite (extra arguments go to `cargo test`).
     Test {
         /// Arguments passed through to `cargo test`.
@@ -60,6 +67,7 @@ fn main() -> Result<()> {
             println!("libtorch {} ready at {}", provision::TORCH_VERSION, env.libtorch.display());
             Ok(())
         }
+        Job::Download { names } => download::run(&names),
         Job::Test { args } => {
             setup_default()?;
             provision::run(
