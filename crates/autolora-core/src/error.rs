@@ -36,6 +36,15 @@ pub enum Error {
         /// The step where it happened.
         step: u64,
     },
+    /// A loss closure given to the search engine failed.
+    #[error("evaluating the {which} loss")]
+    Loss {
+        /// `training` or `validation`.
+        which: &'static str,
+        /// What the closure returned.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// An operation needs an adapter state the layer is not in (merged, no adapter, ...).
     #[error("{0}")]
     InvalidState(String),

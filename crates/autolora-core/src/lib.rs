@@ -4,6 +4,7 @@
 //! data set: LoRA layers whose rank-1 components carry selection variables, rank selection,
 //! pruning to compact adapters, and the bilevel search engine with its hypergradients.
 
+pub mod bilevel;
 pub mod error;
 pub mod lora;
 pub mod optim;
