@@ -6,7 +6,7 @@
 //! checkpoint prefix: `encoder.layer.0.attention.self.query`); LoRA adapters are attached to
 //! the layers whose paths match a set of patterns ([`Model::inject_lora`]).
 
-use autolora_core::{Adapter, Gate, LoraConfig, LoraLinear, NamedParam, Param};
+use autolora_core::{Adapter, Gate, LoraConfig, LoraLinear, NamedParam};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::Architecture;
@@ -186,14 +186,14 @@ pub trait Model {
             if !patterns.iter().any(|p| module_matches(&name, p)) {
                 continue;
             }
-            let adapter = Adapter::new(
+            let adapter = Adapter::with_options(
                 layer.in_features(),
                 layer.out_features(),
                 config,
                 gate,
-                device,
+                (kind, device),
             )?;
-            layer.attach(adapter_to_kind(adapter, kind))?;
+            layer.attach(adapter)?;
             adapted.push(name);
         }
         tracing::info!(modules = adapted.len(), ?patterns, "LoRA adapters attached");
@@ -280,21 +280,6 @@ pub fn module_matches(name: &str, pattern: &str) -> bool {
         .iter()
         .zip(&pattern)
         .all(|(n, p)| *p == "*" || n == p)
-}
-
-/// Casts a freshly built adapter's factors and selection logits to `kind` (adapters are
-/// created in f32; an f64 model needs f64 ones). The results are new trainable leaves.
-pub fn adapter_to_kind(mut adapter: Adapter, kind: Kind) -> Adapter {
-    if adapter.a.tensor().kind() == kind {
-        return adapter;
-    }
-    let cast = |p: &Param| Param::new(p.tensor().detach().to_kind(kind).set_requires_grad(true));
-    adapter.a = cast(&adapter.a);
-    adapter.b = cast(&adapter.b);
-    if let Some(gate) = adapter.gate.as_mut() {
-        gate.logits = cast(&gate.logits);
-    }
-    adapter
 }
 
 /// The loss of `task` (see [`Model::loss`]).
