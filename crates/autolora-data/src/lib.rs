@@ -8,9 +8,14 @@
 //! into tensors with one copy.
 
 pub mod assets;
+pub mod batch;
 pub mod conll;
 pub mod error;
+pub mod example;
 pub mod labels;
+pub mod rng;
+pub mod split;
 mod text;
+pub mod tokenize;
 
 pub use error::{Error, Result};
