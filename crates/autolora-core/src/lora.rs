@@ -375,3 +375,130 @@ impl LoraLinear {
         Ok(tch::no_grad(|| adapter.delta_weight()).to_kind(self.weight.kind()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::optim::gradients;
+
+    const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
+
+    fn layer_with(gate: Option<Gate>, dropout: f64) -> Result<(LoraLinear, Adapter)> {
+        let mut layer = LoraLinear::new(Tensor::randn([4, 6], F64), Some(Tensor::randn([4], F64)))?;
+        let config = LoraConfig {
+            rank: 3,
+            alpha: 6.0,
+            dropout,
+        };
+        let adapter = Adapter::with_options(6, 4, &config, gate, F64)?;
+        layer.attach(adapter.clone())?;
+        Ok((layer, adapter))
+    }
+
+    #[test]
+    fn fresh_adapter_leaves_the_output_unchanged() -> Result<()> {
+        let _serial = crate::serial_rng();
+        tch::manual_seed(1);
+        let (mut layer, _) = layer_with(Some(Gate::Softmax), 0.5)?;
+        let x = Tensor::randn([5, 6], F64);
+        let with = layer.forward_t(&x, true);
+        layer.detach()?;
+        assert!(with.equal(&layer.forward_t(&x, true)));
+        Ok(())
+    }
+
+    /// Central finite differences of `sum(R * layer(x))` against autograd for A, B and the
+    /// logits, with the dropout mask fixed by reseeding before every evaluation.
+    fn check_gradients(gate: Gate, dropout: f64) -> Result<()> {
+        tch::manual_seed(2);
+        let (layer, adapter) = layer_with(Some(gate), dropout)?;
+        tch::no_grad(|| {
+            let _ = adapter.b.tensor().normal_(0.0, 1.0);
+            let _ = adapter
+                .gate
+                .as_ref()
+                .expect("gate")
+                .logits
+                .tensor()
+                .normal_(0.0, 1.0);
+        });
+        let x = Tensor::randn([5, 6], F64);
+        let r = Tensor::randn([5, 4], F64);
+        let objective = || {
+            tch::manual_seed(99);
+            (layer.forward_t(&x, true) * &r).sum(Kind::Double)
+        };
+        let params = [
+            adapter.a.tensor(),
+            adapter.b.tensor(),
+            adapter.gate.as_ref().expect("gate").logits.tensor(),
+        ];
+        let grads = gradients(&objective(), &params, false)?;
+        let h = 1e-6;
+        for (p, g) in params.iter().zip(&grads) {
+            let flat = p.view([-1]);
+            for i in 0..flat.size()[0] {
+                let shift = |d: f64| {
+                    let _guard = tch::no_grad_guard();
+                    let _ = flat.get(i).f_add_scalar_(d);
+                };
+                shift(h);
+                let plus = tch::no_grad(objective).double_value(&[]);
+                shift(-2.0 * h);
+                let minus = tch::no_grad(objective).double_value(&[]);
+                shift(h);
+                let numeric = (plus - minus) / (2.0 * h);
+                let analytic = g.view([-1]).double_value(&[i]);
+                assert!(
+                    (numeric - analytic).abs() < 1e-6 * (1.0 + analytic.abs()),
+                    "{gate:?}, dropout {dropout}, entry {i}: numeric {numeric}, autograd {analytic}"
+                );
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() -> Result<()> {
+        let _serial = crate::serial_rng();
+        check_gradients(Gate::Softmax, 0.0)?;
+        check_gradients(Gate::Sigmoid, 0.0)?;
+        check_gradients(Gate::Softmax, 0.3)
+    }
+
+    #[test]
+    fn plain_adapter_update_is_scaled_b_times_a() -> Result<()> {
+        let _serial = crate::serial_rng();
+        tch::manual_seed(3);
+        let (layer, adapter) = layer_with(None, 0.0)?;
+        let _ = tch::no_grad(|| adapter.b.tensor().normal_(0.0, 1.0));
+        let x = Tensor::randn([2, 6], F64);
+        let delta = adapter.b.tensor().matmul(&adapter.a.tensor()) * 2.0; // s = 6 / 3
+        let expected = x.linear(&(layer.weight() + delta), layer.bias());
+        assert!(
+            layer
+                .forward_t(&x, false)
+                .allclose(&expected, 1e-12, 1e-12, false)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn shapes_and_settings_are_checked() {
+        let _serial = crate::serial_rng();
+        let mut layer = LoraLinear::new(Tensor::zeros([4, 6], F64), None).expect("layer");
+        let wrong =
+            Adapter::with_options(5, 4, &LoraConfig::default(), None, F64).expect("adapter");
+        assert!(matches!(
+            layer.attach(wrong),
+            Err(Error::ShapeMismatch { .. })
+        ));
+        let bad = LoraConfig {
+            rank: 0,
+            ..LoraConfig::default()
+        };
+        assert!(Adapter::new(6, 4, &bad, None, Device::Cpu).is_err());
+        assert!(LoraLinear::new(Tensor::zeros([4], F64), None).is_err());
+        assert!(layer.unmerge().is_err());
+    }
+}

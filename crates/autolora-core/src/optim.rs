@@ -533,6 +533,7 @@ mod tests {
 
     #[test]
     fn matches_libtorch_optimizers() -> Result<()> {
+        let _serial = crate::serial_rng();
         compare_with_libtorch(OptimConfig::adam(0.05))?;
         compare_with_libtorch(OptimConfig::adam(0.05).with_weight_decay(0.1))?;
         compare_with_libtorch(OptimConfig::adamw(0.05, 0.1).with_betas(0.5, 0.99))?;
@@ -541,6 +542,7 @@ mod tests {
 
     #[test]
     fn lookahead_equals_step_and_leaves_state() -> Result<()> {
+        let _serial = crate::serial_rng();
         for config in [
             OptimConfig::sgd(0.1),
             OptimConfig::adam(0.01),
@@ -565,6 +567,7 @@ mod tests {
 
     #[test]
     fn adam_lookahead_has_no_nan_at_zero_gradient() -> Result<()> {
+        let _serial = crate::serial_rng();
         // d w'/d g through Adam where g = 0 and v = 0 (the first step of LoRA's A when B = 0).
         let p = trainable(Tensor::from_slice(&[1.0f64, 2.0]));
         let opt = Optimizer::new(vec![p], OptimConfig::adam(0.1))?;
@@ -584,6 +587,7 @@ mod tests {
 
     #[test]
     fn snapshot_restore_is_bit_exact() -> Result<()> {
+        let _serial = crate::serial_rng();
         let p = trainable(Tensor::randn([4, 3], (Kind::Float, Device::Cpu)));
         let mut opt = Optimizer::new(vec![p.clone()], OptimConfig::adamw(0.1, 0.01))?;
         opt.minimize(&p.tensor().square().sum(Kind::Float))?;
@@ -602,6 +606,7 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_rejected() {
+        let _serial = crate::serial_rng();
         assert!(OptimConfig::adam(-1.0).validate().is_err());
         assert!(
             OptimConfig::adam(0.1)
@@ -615,6 +620,7 @@ mod tests {
 
     #[test]
     fn linear_warmup_schedule() {
+        let _serial = crate::serial_rng();
         let s = LinearWarmup::with_ratio(1.0, 0.1, 100);
         assert_eq!(s.warmup_steps, 10);
         assert_eq!(s.lr_at(0), 0.0);
