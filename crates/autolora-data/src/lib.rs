@@ -13,6 +13,7 @@ pub mod conll;
 pub mod error;
 pub mod example;
 pub mod labels;
+pub mod metrics;
 pub mod rng;
 pub mod split;
 mod text;
