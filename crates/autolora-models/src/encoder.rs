@@ -17,7 +17,7 @@ use crate::config::{Architecture, RawConfig};
 use crate::layers::{AttentionImpl, HeadLinear, HeadRng, dropout};
 use crate::load::LoadOptions;
 use crate::model::{Model, ModelInput, ModelOutput, Task};
-use crate::weights::{LoadReport, SafeTensorStore, WeightLoader};
+use crate::weights::{LoadReport, TensorSource, WeightLoader};
 use crate::{Error, Result};
 
 #[derive(Debug)]
@@ -57,7 +57,7 @@ impl EncoderModel {
     /// Builds the model of `raw` (a BERT or RoBERTa config) from `store`'s tensors.
     pub fn load(
         raw: &RawConfig,
-        store: &SafeTensorStore,
+        store: &dyn TensorSource,
         task: Task,
         options: &LoadOptions,
     ) -> Result<Self> {

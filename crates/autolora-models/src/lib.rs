@@ -55,4 +55,4 @@ pub use error::{Error, Result};
 pub use layers::AttentionImpl;
 pub use load::{LoadOptions, load_model, tokenizer_path};
 pub use model::{IGNORE_INDEX, Model, ModelInput, ModelOutput, Task};
-pub use weights::{LoadReport, SafeTensorStore, WeightLoader};
+pub use weights::{LoadReport, SafeTensorStore, TensorSource, WeightLoader, write_safetensors};

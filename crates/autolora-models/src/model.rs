@@ -122,6 +122,13 @@ pub trait Model {
     /// (`"bert."`, `"roberta."`, ...), for export.
     fn hf_prefix(&self) -> &str;
 
+    /// Whether the base linear layers store [in, out] (GPT-2's `Conv1D`): PEFT's
+    /// `fan_in_fan_out` flag for exported adapters. The LoRA factors themselves are always
+    /// `A` [r, in] and `B` [out, r].
+    fn peft_fan_in_fan_out(&self) -> bool {
+        false
+    }
+
     /// Module-name patterns LoRA targets by default (the paper's choice for this
     /// architecture).
     fn default_lora_targets(&self) -> &'static [&'static str];

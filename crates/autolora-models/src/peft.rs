@@ -5,6 +5,7 @@
 //! `.lora_B.weight` [out, r]; ranks may differ per module (`rank_pattern`), and so may alpha
 //! (`alpha_pattern`). The scale of each module is `alpha / r` (`alpha / sqrt(r)` with
 //! rsLoRA). A task head saved through `modules_to_save` is copied into the model's head.
+//! [`save_peft_adapter`] writes the same format, one rank and alpha per module.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -12,8 +13,8 @@ use std::path::Path;
 use autolora_core::{Adapter, Param};
 use tch::Tensor;
 
-use crate::model::{Model, module_matches};
-use crate::weights::SafeTensorStore;
+use crate::model::{Model, Task, module_matches};
+use crate::weights::{SafeTensorStore, write_safetensors};
 use crate::{Error, Result};
 
 /// Name of PEFT's adapter config.
@@ -195,4 +196,123 @@ pub fn apply_peft_adapter(model: &mut dyn Model, dir: &Path) -> Result<Vec<Strin
     }
     tracing::info!(modules = adapted.len(), dir = %dir.display(), "PEFT adapter applied");
     Ok(adapted)
+}
+
+/// What [`save_peft_adapter`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeftExportSummary {
+    /// Module path and rank of every exported adapter.
+    pub ranks: Vec<(String, i64)>,
+    /// Task-head tensors saved through `modules_to_save`.
+    pub head_tensors: Vec<String>,
+}
+
+/// PEFT's `task_type` for a model's task.
+fn peft_task_type(task: Task) -> &'static str {
+    match task {
+        Task::Encoder => "FEATURE_EXTRACTION",
+        Task::SequenceClassification { .. } | Task::Regression => "SEQ_CLS",
+        Task::TokenClassification { .. } => "TOKEN_CLS",
+        Task::CausalLm => "CAUSAL_LM",
+    }
+}
+
+/// Writes every adapter of `model` (and its task head) as a Hugging Face PEFT LoRA adapter
+/// into `dir` (created if needed): `adapter_config.json` and `adapter_model.safetensors`.
+///
+/// Each module keeps its own rank and scale: `rank_pattern[path] = r`,
+/// `alpha_pattern[path] = scale * r` (PEFT scales by `alpha / r`). A gated adapter is
+/// exported with its selection weights folded into `B` (`B diag(a)`), so what PEFT computes
+/// equals this model's forward pass; prune first to drop unselected components.
+/// `base_model` goes into `base_model_name_or_path`.
+pub fn save_peft_adapter(
+    model: &dyn Model,
+    dir: &Path,
+    base_model: Option<&str>,
+) -> Result<PeftExportSummary> {
+    let prefix = model.hf_prefix();
+    let mut tensors = Vec::new();
+    let mut ranks = Vec::new();
+    let mut rank_pattern = serde_json::Map::new();
+    let mut alpha_pattern = serde_json::Map::new();
+    let mut dropout: f64 = 0.0;
+    for (path, layer) in model.adapted_layers() {
+        let Some(adapter) = layer.adapter() else {
+            continue;
+        };
+        let _guard = tch::no_grad_guard();
+        let r = adapter.rank();
+        let b = match &adapter.gate {
+            Some(gate) => adapter.b.tensor() * gate.weights().unsqueeze(0),
+            None => adapter.b.tensor(),
+        };
+        let key = format!("{KEY_ROOT}{prefix}{path}");
+        tensors.push((
+            format!("{key}.lora_A.weight"),
+            adapter.a.tensor().to_kind(tch::Kind::Float),
+        ));
+        tensors.push((format!("{key}.lora_B.weight"), b.to_kind(tch::Kind::Float)));
+        rank_pattern.insert(path.clone(), r.into());
+        alpha_pattern.insert(path.clone(), (adapter.scale * r as f64).into());
+        dropout = dropout.max(adapter.dropout);
+        ranks.push((path, r));
+    }
+    if ranks.is_empty() {
+        return Err(Error::InvalidArgument {
+            what: "model",
+            why: "it has no LoRA adapters to export".into(),
+        });
+    }
+    let mut head_tensors = Vec::new();
+    let mut modules_to_save: Vec<String> = Vec::new();
+    for p in model.head_params() {
+        let module = p.name.split('.').next().unwrap_or(&p.name).to_string();
+        if !modules_to_save.contains(&module) {
+            modules_to_save.push(module);
+        }
+        let value = p.param.tensor().detach().to_kind(tch::Kind::Float);
+        tensors.push((format!("{KEY_ROOT}{}", p.name), value));
+        head_tensors.push(p.name);
+    }
+    let (first_path, first_rank) = &ranks[0];
+    let config = serde_json::json!({
+        "peft_type": "LORA",
+        "task_type": peft_task_type(model.task()),
+        "base_model_name_or_path": base_model,
+        "r": first_rank,
+        "lora_alpha": alpha_pattern[first_path],
+        "lora_dropout": dropout,
+        "target_modules": ranks.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(),
+        "rank_pattern": rank_pattern,
+        "alpha_pattern": alpha_pattern,
+        "modules_to_save": if modules_to_save.is_empty() { None } else { Some(modules_to_save) },
+        "fan_in_fan_out": model.peft_fan_in_fan_out(),
+        "bias": "none",
+        "use_rslora": false,
+        "use_dora": false,
+        "init_lora_weights": true,
+        "inference_mode": true,
+        "layers_to_transform": null,
+        "layers_pattern": null,
+        "revision": null,
+    });
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let config_path = dir.join(ADAPTER_CONFIG);
+    let text = serde_json::to_string_pretty(&config).map_err(|source| Error::Json {
+        path: config_path.clone(),
+        source,
+    })?;
+    std::fs::write(&config_path, text + "\n").map_err(|source| Error::Io {
+        path: config_path,
+        source,
+    })?;
+    write_safetensors(&dir.join(ADAPTER_WEIGHTS), &tensors)?;
+    tracing::info!(modules = ranks.len(), dir = %dir.display(), "PEFT adapter written");
+    Ok(PeftExportSummary {
+        ranks,
+        head_tensors,
+    })
 }

@@ -23,6 +23,23 @@ pub const SINGLE_FILE: &str = "model.safetensors";
 /// Name of the shard index of a sharded checkpoint.
 pub const SHARD_INDEX: &str = "model.safetensors.index.json";
 
+/// Anything that serves named tensors: memory-mapped safetensors ([`SafeTensorStore`]), or
+/// another checkpoint format (a GGUF file, dequantizing on load).
+pub trait TensorSource {
+    /// What was opened (a path), for messages.
+    fn description(&self) -> &str;
+    /// All tensor keys, sorted.
+    fn keys(&self) -> Vec<&str>;
+    /// The stored shape of `key` (in the layout [`load`](TensorSource::load) returns).
+    fn shape(&self, key: &str) -> Option<Vec<i64>>;
+    /// Reads `key` as a `kind` tensor on `device`.
+    fn load(&self, key: &str, kind: Kind, device: Device) -> Result<Tensor>;
+    /// Whether `key` is stored.
+    fn contains(&self, key: &str) -> bool {
+        self.shape(key).is_some()
+    }
+}
+
 /// Where one tensor lives.
 #[derive(Debug, Clone)]
 struct TensorEntry {
@@ -179,7 +196,8 @@ impl SafeTensorStore {
         self.entries.get(key).map(|e| e.shape.as_slice())
     }
 
-    /// Reads `key` as a `kind` tensor on `device` (converting from the stored dtype).
+    /// Reads `key` as a `kind` tensor on `device` (converting from the stored dtype:
+    /// F32, F16, BF16, F64 or I64).
     pub fn load(&self, key: &str, kind: Kind, device: Device) -> Result<Tensor> {
         let entry = self.entries.get(key).ok_or_else(|| Error::MissingTensor {
             name: key.to_string(),
@@ -206,6 +224,28 @@ impl SafeTensorStore {
     }
 }
 
+impl TensorSource for SafeTensorStore {
+    fn description(&self) -> &str {
+        SafeTensorStore::description(self)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        SafeTensorStore::keys(self).collect()
+    }
+
+    fn shape(&self, key: &str) -> Option<Vec<i64>> {
+        SafeTensorStore::shape(self, key).map(<[i64]>::to_vec)
+    }
+
+    fn load(&self, key: &str, kind: Kind, device: Device) -> Result<Tensor> {
+        SafeTensorStore::load(self, key, kind, device)
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        SafeTensorStore::contains(self, key)
+    }
+}
+
 /// Everything [`WeightLoader::finish`] found out.
 #[derive(Debug, Clone, Default)]
 pub struct LoadReport {
@@ -218,15 +258,24 @@ pub struct LoadReport {
     pub unused: Vec<String>,
 }
 
-/// Serves the tensors of one model from a [`SafeTensorStore`]; see the module docs.
-#[derive(Debug)]
+/// Serves the tensors of one model from a [`TensorSource`]; see the module docs.
 pub struct WeightLoader<'a> {
-    store: &'a SafeTensorStore,
+    store: &'a dyn TensorSource,
     prefix: String,
     base_modules: Vec<String>,
     ignored_suffixes: Vec<String>,
     device: Device,
     used: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for WeightLoader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeightLoader")
+            .field("source", &self.store.description())
+            .field("prefix", &self.prefix)
+            .field("used", &self.used.len())
+            .finish()
+    }
 }
 
 impl<'a> WeightLoader<'a> {
@@ -236,7 +285,7 @@ impl<'a> WeightLoader<'a> {
     /// top-level module names (`embeddings`, `encoder`, ...): an unused key under the prefix
     /// and one of these is an error at [`finish`](Self::finish).
     pub fn new(
-        store: &'a SafeTensorStore,
+        store: &'a dyn TensorSource,
         prefixes: &[&str],
         probe: &str,
         base_modules: &[&str],
@@ -252,7 +301,7 @@ impl<'a> WeightLoader<'a> {
                     .map(|p| format!("{p}{probe}"))
                     .collect::<Vec<_>>()
                     .join(" | "),
-                source_desc: store.description.clone(),
+                source_desc: store.description().to_string(),
             })?;
         Ok(WeightLoader {
             store,
@@ -323,7 +372,7 @@ impl<'a> WeightLoader<'a> {
         let found = self.store.shape(&key).ok_or_else(|| Error::MissingTensor {
             name: name.to_string(),
             key: key.clone(),
-            source_desc: self.store.description.clone(),
+            source_desc: self.store.description().to_string(),
         })?;
         if found != shape {
             return Err(Error::ShapeMismatch {
@@ -380,4 +429,55 @@ impl<'a> WeightLoader<'a> {
             unused,
         })
     }
+}
+
+/// Writes `tensors` to a safetensors file with the `{"format": "pt"}` metadata that
+/// `transformers` and PEFT expect. Tensors are copied to the CPU; the file is written under a
+/// temporary name and renamed into place, so a reader never sees half a file.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let mut buffers = Vec::with_capacity(tensors.len());
+    for (name, tensor) in tensors {
+        let dtype = match tensor.kind() {
+            Kind::Float => Dtype::F32,
+            Kind::Double => Dtype::F64,
+            Kind::Half => Dtype::F16,
+            Kind::BFloat16 => Dtype::BF16,
+            Kind::Int64 => Dtype::I64,
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    name: name.clone(),
+                    dtype: format!("{other:?}"),
+                });
+            }
+        };
+        let t = tensor.detach().f_to(Device::Cpu)?.f_contiguous()?;
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
+        t.f_copy_data_u8(&mut bytes, numel)?;
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        buffers.push((name.clone(), dtype, shape, bytes));
+    }
+    let views = buffers
+        .iter()
+        .map(|(name, dtype, shape, bytes)| {
+            safetensors::tensor::TensorView::new(*dtype, shape.clone(), bytes)
+                .map(|view| (name.clone(), view))
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|source| Error::SafeTensors {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let tmp = path.with_extension("safetensors.partial");
+    safetensors::tensor::serialize_to_file(views, Some(metadata), &tmp).map_err(|source| {
+        Error::SafeTensors {
+            path: tmp.clone(),
+            source,
+        }
+    })?;
+    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
