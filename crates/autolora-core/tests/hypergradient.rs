@@ -1,102 +1,18 @@
 //! The search engine's hypergradients against closed forms, exact Hessian-vector products and
 //! finite differences, in f64; and its state handling (roll-back, errors, determinism).
 
+mod common;
+
 use std::convert::Infallible;
 use std::rc::Rc;
-use std::sync::{Mutex, MutexGuard};
 
-use autolora_core::bilevel::{
-    BilevelSearch, FiniteDifferenceForm, Hypergradient, SearchConfig, TRAIN_STREAM, VAL_STREAM,
-    derive_seed,
-};
+use common::*;
+
+use autolora_core::bilevel::{Hypergradient, SearchConfig, TRAIN_STREAM, VAL_STREAM, derive_seed};
 use autolora_core::optim::{OptimConfig, Optimizer, gradients};
 use autolora_core::param::trainable;
-use autolora_core::{Adapter, Error, Gate, LoraConfig, LoraLinear, Param};
+use autolora_core::{Error, Param};
 use tch::{Device, Kind, Tensor};
-
-const F64: (Kind, Device) = (Kind::Double, Device::Cpu);
-
-/// libtorch's generator is global to the process and the test harness runs tests on several
-/// threads: every test holds this lock so seeded draws are not interleaved.
-static TORCH_RNG: Mutex<()> = Mutex::new(());
-
-fn serial() -> MutexGuard<'static, ()> {
-    TORCH_RNG
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-/// A bilevel problem: inner weights, selection variables, two losses reading the slots.
-struct Problem {
-    inner: Vec<Param>,
-    outer: Vec<Param>,
-    train: Rc<dyn Fn() -> Tensor>,
-    val: Rc<dyn Fn() -> Tensor>,
-}
-
-impl Problem {
-    fn engine(&self, inner: OptimConfig, search: SearchConfig) -> BilevelSearch {
-        let inner = Optimizer::new(self.inner.clone(), inner).unwrap();
-        let outer = Optimizer::new(self.outer.clone(), OptimConfig::search_outer()).unwrap();
-        BilevelSearch::new(inner, outer, search).unwrap()
-    }
-
-    fn losses(
-        &self,
-    ) -> (
-        impl FnMut() -> Result<Tensor, Infallible> + use<>,
-        impl FnMut() -> Result<Tensor, Infallible> + use<>,
-    ) {
-        let (train, val) = (self.train.clone(), self.val.clone());
-        (move || Ok(train()), move || Ok(val()))
-    }
-
-    fn hypergradient(&self, inner: OptimConfig, search: SearchConfig) -> Vec<Tensor> {
-        let mut engine = self.engine(inner, search);
-        let (train, val) = self.losses();
-        engine.hypergradient(train, val).unwrap().grads
-    }
-
-    fn values(&self) -> Vec<Tensor> {
-        self.inner
-            .iter()
-            .chain(&self.outer)
-            .map(|p| p.tensor().detach().copy())
-            .collect()
-    }
-}
-
-fn max_abs_diff(x: &[Tensor], y: &[Tensor]) -> f64 {
-    x.iter()
-        .zip(y)
-        .map(|(a, b)| (a - b).abs().max().double_value(&[]))
-        .fold(0.0, f64::max)
-}
-
-fn max_abs(x: &[Tensor]) -> f64 {
-    x.iter()
-        .map(|a| a.abs().max().double_value(&[]))
-        .fold(0.0, f64::max)
-}
-
-fn bit_equal(x: &[Tensor], y: &[Tensor]) -> bool {
-    x.iter().zip(y).all(|(a, b)| a.equal(b))
-}
-
-fn config(hypergradient: Hypergradient) -> SearchConfig {
-    SearchConfig {
-        hypergradient,
-        seed: 7,
-        ..SearchConfig::default()
-    }
-}
-
-fn darts() -> SearchConfig {
-    SearchConfig {
-        fd_form: FiniteDifferenceForm::Darts,
-        ..config(Hypergradient::FiniteDifference)
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Ridge regression with selection weights on the features.
@@ -306,86 +222,13 @@ fn authors_form_equals_exact_hessian_vector_product_on_ridge() {
     assert!(rel < 1e-7, "authors' form vs HVP: relative {rel:e}");
 }
 
-// ---------------------------------------------------------------------------------------------
-// A small nonlinear network with a selective LoRA layer and dropout:
-//   loss = mean((head . tanh(LoraLinear(x)) - y)^2)
-
-struct LoraNet {
-    problem: Problem,
-    layer: Rc<LoraLinear>,
-}
-
-fn lora_net(b_zero: bool, dropout: f64, kind: Kind) -> LoraNet {
-    tch::manual_seed(5);
-    let opts = (kind, Device::Cpu);
-    let (d_in, d_out, n) = (6, 5, 16);
-    let mut layer = LoraLinear::new(
-        Tensor::randn([d_out, d_in], opts) * 0.5,
-        Some(Tensor::randn([d_out], opts) * 0.1),
-    )
-    .unwrap();
-    let lora = LoraConfig {
-        rank: 4,
-        alpha: 8.0,
-        dropout,
-    };
-    let adapter = Adapter::with_options(d_in, d_out, &lora, Some(Gate::Softmax), opts).unwrap();
-    tch::no_grad(|| {
-        if !b_zero {
-            let _ = adapter.b.tensor().f_normal_(0.0, 0.3).unwrap();
-        }
-        let _ = adapter
-            .gate
-            .as_ref()
-            .unwrap()
-            .logits
-            .tensor()
-            .f_normal_(0.0, 0.5)
-            .unwrap();
-    });
-    let head = trainable(Tensor::randn([1, d_out], opts) * 0.5);
-    let inner = vec![adapter.a.clone(), adapter.b.clone(), head.clone()];
-    let outer = vec![adapter.gate.as_ref().unwrap().logits.clone()];
-    layer.attach(adapter).unwrap();
-    let layer = Rc::new(layer);
-    let loss_on = |x: Tensor, y: Tensor| {
-        let (layer, head) = (layer.clone(), head.clone());
-        Rc::new(move || {
-            let h = layer.forward_t(&x, true).tanh();
-            (h.linear::<Tensor>(&head.tensor(), None) - &y)
-                .square()
-                .mean(kind)
-        }) as Rc<dyn Fn() -> Tensor>
-    };
-    // Train and validation data from one teacher, so fitting one helps the other.
-    let teacher = Tensor::randn([d_in, 3], opts);
-    let sample = || {
-        let x = Tensor::randn([n, d_in], opts);
-        let y = x.mm(&teacher).tanh().sum_dim_intlist(1, true, kind);
-        (x, y)
-    };
-    let (x, y) = sample();
-    let train = loss_on(x, y);
-    let (x, y) = sample();
-    let val = loss_on(x, y);
-    LoraNet {
-        problem: Problem {
-            inner,
-            outer,
-            train,
-            val,
-        },
-        layer,
-    }
-}
-
 #[test]
 fn darts_form_approximates_exact_mode_with_dropout() {
     let _serial = serial();
     // Same dropout mask for w + eps v and w - eps v (and the inner step), else the difference
     // would divide mask noise by 2 eps. Nonlinear: central-difference error O(eps^2) (measured
     // about 1e-6 relative here).
-    let net = lora_net(false, 0.2, Kind::Double);
+    let net = lora_net(false, 0.2, Kind::Double, Device::Cpu);
     let inner = OptimConfig::sgd(0.1);
     let fd = net.problem.hypergradient(inner, darts());
     let exact = net
@@ -401,7 +244,7 @@ fn authors_form_equals_exact_hessian_vector_product_with_dropout() {
     let _serial = serial();
     // Nonlinear in w: the central difference carries an O(eps^2) truncation error (measured
     // about 1e-5 relative here), hence a looser tolerance than on the quadratic ridge problem.
-    let net = lora_net(false, 0.2, Kind::Double);
+    let net = lora_net(false, 0.2, Kind::Double, Device::Cpu);
     let inner = OptimConfig::adam(0.01);
     let fd = net
         .problem
@@ -416,7 +259,7 @@ fn authors_form_equals_exact_hessian_vector_product_with_dropout() {
 fn exact_mode_through_adam_has_no_nan_when_b_is_zero() {
     let _serial = serial();
     // B = 0: A's first gradient is exactly 0, so Adam's v = 0 for all of A.
-    let net = lora_net(true, 0.1, Kind::Float);
+    let net = lora_net(true, 0.1, Kind::Float, Device::Cpu);
     let mut engine = net
         .problem
         .engine(OptimConfig::adam(3e-4), config(Hypergradient::Exact));
@@ -446,7 +289,7 @@ fn hypergradient_leaves_the_state_bit_exact() {
         darts(),
         config(Hypergradient::Exact),
     ] {
-        let net = lora_net(false, 0.1, Kind::Float);
+        let net = lora_net(false, 0.1, Kind::Float, Device::Cpu);
         let mut engine = net.problem.engine(OptimConfig::adam(1e-2), mode);
         // One real step first, so the moments are non-zero.
         let (train, val) = net.problem.losses();
@@ -467,7 +310,7 @@ fn hypergradient_leaves_the_state_bit_exact() {
 #[test]
 fn non_finite_validation_loss_rolls_back_everything() {
     let _serial = serial();
-    let net = lora_net(false, 0.1, Kind::Float);
+    let net = lora_net(false, 0.1, Kind::Float, Device::Cpu);
     let mut engine = net
         .problem
         .engine(OptimConfig::adam(1e-2), config(Hypergradient::Exact));
@@ -489,7 +332,7 @@ fn non_finite_validation_loss_rolls_back_everything() {
 fn rollback_redoes_the_inner_step_with_the_new_selection() {
     let _serial = serial();
     for mode in [Hypergradient::FiniteDifference, Hypergradient::Exact] {
-        let net = lora_net(false, 0.1, Kind::Float);
+        let net = lora_net(false, 0.1, Kind::Float, Device::Cpu);
         let inner = OptimConfig::adam(1e-2);
         let start = net.problem.values();
         let mut engine = net.problem.engine(inner, config(mode));
@@ -523,7 +366,7 @@ fn without_rollback_the_lookahead_step_is_kept() {
     // Exact and first-order modes keep the same look-ahead step (taken with the old selection).
     let mut kept = Vec::new();
     for mode in [Hypergradient::FirstOrder, Hypergradient::Exact] {
-        let net = lora_net(false, 0.1, Kind::Float);
+        let net = lora_net(false, 0.1, Kind::Float, Device::Cpu);
         let search = SearchConfig {
             rollback: false,
             ..config(mode)
@@ -541,7 +384,7 @@ fn without_rollback_the_lookahead_step_is_kept() {
 fn a_step_is_deterministic_given_the_seed() {
     let _serial = serial();
     let run = |seed: u64| {
-        let net = lora_net(false, 0.3, Kind::Float);
+        let net = lora_net(false, 0.3, Kind::Float, Device::Cpu);
         let search = SearchConfig {
             seed,
             ..config(Hypergradient::FiniteDifference)
@@ -565,7 +408,7 @@ fn a_step_is_deterministic_given_the_seed() {
 #[test]
 fn resumed_run_reproduces_the_steps() {
     let _serial = serial();
-    let net = lora_net(false, 0.3, Kind::Float);
+    let net = lora_net(false, 0.3, Kind::Float, Device::Cpu);
     let search = config(Hypergradient::FiniteDifference);
     let mut engine = net.problem.engine(OptimConfig::adam(1e-2), search);
     let (train, val) = net.problem.losses();
@@ -586,7 +429,7 @@ fn resumed_run_reproduces_the_steps() {
 #[test]
 fn a_search_lowers_the_validation_loss_and_moves_the_selection() {
     let _serial = serial();
-    let net = lora_net(false, 0.0, Kind::Float);
+    let net = lora_net(false, 0.0, Kind::Float, Device::Cpu);
     let mut engine = net
         .problem
         .engine(OptimConfig::adam(1e-2), config(Hypergradient::Exact));
