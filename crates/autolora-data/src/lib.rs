@@ -15,6 +15,7 @@ pub mod example;
 pub mod labels;
 pub mod metrics;
 pub mod rng;
+pub mod sentiment;
 pub mod split;
 mod text;
 pub mod tokenize;
