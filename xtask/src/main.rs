@@ -40,6 +40,16 @@ enum Job {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// The main job: AutoLoRA on the real MiniLM and CoNLL-2003 (search, retrain, evaluate),
+    /// next to fixed-rank LoRA with about the same number of parameters.
+    Demo {
+        /// A few steps on a small subset: checks the whole path in about a minute.
+        #[arg(long)]
+        smoke: bool,
+        /// Extra `key=value` settings for the run file (e.g. `search.steps=100`).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
     /// Provision libtorch, then run the whole test suite (extra arguments go to `cargo test`).
     Test {
         /// Arguments passed through to `cargo test`.
@@ -68,6 +78,7 @@ fn main() -> Result<()> {
             Ok(())
         }
         Job::Download { names } => download::run(&names),
+        Job::Demo { smoke, overrides } => demo(smoke, &overrides),
         Job::Test { args } => {
             setup_default()?;
             provision::run(
@@ -88,6 +99,40 @@ fn setup_default() -> Result<()> {
     }
     let env = provision::ensure(&provision::cache_root()?, Flavor::Full)?;
     provision::link_into_repo(&env.libtorch)
+}
+
+/// Settings that shrink the demo to a smoke test of the whole path.
+const SMOKE_OVERRIDES: &[&str] = &[
+    "search.steps=4",
+    "train.steps=4",
+    "task.train_limit=64",
+    "task.eval_limit=32",
+    "run.out_dir=\"runs/demo-smoke\"",
+];
+
+fn demo(smoke: bool, overrides: &[String]) -> Result<()> {
+    setup_default()?;
+    download::run(&["minilm".to_string(), "conll2003".to_string()])?;
+    let root = provision::repo_root();
+    // The dev profile shares its libtorch wrapper build with the tests (a release build would
+    // compile it again); libtorch does the heavy lifting either way.
+    provision::run(
+        Command::new(cargo())
+            .current_dir(&root)
+            .args(["build", "--quiet", "-p", "autolora-cli"]),
+    )?;
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let mut cmd = Command::new(target.join("debug").join("autolora"));
+    cmd.current_dir(&root)
+        .args(["run", "--config"])
+        .arg(root.join("xtask").join("demo.toml"));
+    let smoke_overrides = if smoke { SMOKE_OVERRIDES } else { &[] };
+    for item in smoke_overrides.iter().copied().chain(overrides.iter().map(String::as_str)) {
+        cmd.args(["--set", item]);
+    }
+    provision::run(&mut cmd)
 }
 
 fn cargo() -> String {

@@ -8,7 +8,10 @@ use anyhow::{Context, Result};
 /// Writes `bytes` to `path` through a temporary file in the same folder, flushed to disk and
 /// then renamed over `path` (rename is atomic on POSIX file systems).
 pub fn write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("creating a temporary file in {}", dir.display()))?;

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use autolora_core::bilevel::{FiniteDifferenceForm, Hypergradient};
+use autolora_core::optim::OptimizerKind;
 use serde::{Deserialize, Serialize};
 
 /// All settings of a run.
@@ -108,26 +110,15 @@ impl Default for LoraSettings {
     }
 }
 
-/// Optimizer choice for training loops.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// Plain stochastic gradient descent.
-    Sgd,
-    /// Adam.
-    Adam,
-    /// Adam with decoupled weight decay.
-    Adamw,
-}
-
 /// The bilevel rank search.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchConfig {
     /// `first-order`, `finite-difference` (the authors') or `exact`.
-    pub hypergradient: String,
-    /// Finite differences in the DARTS form (perturb w, scale by the inner learning rate).
-    pub darts: bool,
+    pub hypergradient: Hypergradient,
+    /// Finite-difference form: `implicit` (the authors': perturb w', no learning-rate factor)
+    /// or `darts` (perturb w, scale by the inner learning rate).
+    pub fd_form: FiniteDifferenceForm,
     /// Roll back the look-ahead inner step and redo it with the new selection (the authors'
     /// default); `false` keeps the look-ahead step and saves one of five passes.
     pub rollback: bool,
@@ -157,8 +148,8 @@ pub struct SearchConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
-            hypergradient: "finite-difference".into(),
-            darts: false,
+            hypergradient: Hypergradient::FiniteDifference,
+            fd_form: FiniteDifferenceForm::Implicit,
             rollback: true,
             inner_optimizer: OptimizerKind::Adam,
             inner_lr: 3e-4,
@@ -216,7 +207,7 @@ impl Default for TrainConfig {
         TrainConfig {
             ranks: RankSource::Uniform(4),
             warm_start: false,
-            optimizer: OptimizerKind::Adamw,
+            optimizer: OptimizerKind::AdamW,
             lr: 5e-4,
             weight_decay: 0.0,
             warmup_ratio: 0.06,
@@ -242,6 +233,8 @@ pub struct RunSettings {
     pub out_dir: PathBuf,
     /// Write a checkpoint every N steps (search and training).
     pub checkpoint_every: u64,
+    /// `run` also trains fixed-rank LoRA with the parameter count closest to AutoLoRA's.
+    pub compare_fixed_rank: bool,
 }
 
 impl Default for RunSettings {
@@ -252,6 +245,7 @@ impl Default for RunSettings {
             threads: 0,
             out_dir: PathBuf::from("runs/default"),
             checkpoint_every: 50,
+            compare_fixed_rank: true,
         }
     }
 }
@@ -363,7 +357,9 @@ mod tests {
 
     #[test]
     fn unknown_key_gets_a_suggestion() {
-        let err = RunConfig::parse("[search]\nstesp = 3\n").unwrap_err().to_string();
+        let err = RunConfig::parse("[search]\nstesp = 3\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown field `stesp`"), "{err}");
         assert!(err.contains("did you mean `steps`?"), "{err}");
         assert!(err.contains("line 2"), "{err}");

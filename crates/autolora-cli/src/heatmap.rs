@@ -64,8 +64,15 @@ impl RankGrid {
 
     /// Draws the heatmap as SVG (vector text needs no font files, unlike bitmaps).
     pub fn draw(&self, path: &Path, title: &str, max_rank: i64) -> Result<()> {
-        let (w, h) = (140 + 90 * self.kinds.len() as u32, 90 + 34 * self.cells.len() as u32);
-        self.draw_on(SVGBackend::new(path, (w, h)).into_drawing_area(), title, max_rank)
+        let (w, h) = (
+            140 + 90 * self.kinds.len() as u32,
+            90 + 34 * self.cells.len() as u32,
+        );
+        self.draw_on(
+            SVGBackend::new(path, (w, h)).into_drawing_area(),
+            title,
+            max_rank,
+        )
     }
 
     fn draw_on<DB: DrawingBackend>(
@@ -145,7 +152,10 @@ mod tests {
             layer_and_kind("encoder.layer.3.attention.self.query"),
             (3, "query".to_string())
         );
-        assert_eq!(layer_and_kind("h.11.attn.c_attn"), (11, "c_attn".to_string()));
+        assert_eq!(
+            layer_and_kind("h.11.attn.c_attn"),
+            (11, "c_attn".to_string())
+        );
         assert_eq!(layer_and_kind("classifier"), (0, "classifier".to_string()));
     }
 
@@ -154,12 +164,18 @@ mod tests {
         let grid = RankGrid::new([("l.0.query", 3), ("l.0.value", 5), ("l.1.query", 1)]);
         let table = grid.to_table();
         assert!(table.contains("query"), "{table}");
-        assert_eq!(table.lines().nth(2).unwrap().split_whitespace().last(), Some("-"));
+        assert_eq!(
+            table.lines().nth(2).unwrap().split_whitespace().last(),
+            Some("-")
+        );
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("ranks.svg");
         grid.draw(&path, "ranks", 8)?;
         let svg = std::fs::read_to_string(&path)?;
-        assert!(svg.contains("<svg") && svg.contains("\n5\n"), "heatmap lacks its labels");
+        assert!(
+            svg.contains("<svg") && svg.contains("\n5\n"),
+            "heatmap lacks its labels"
+        );
         Ok(())
     }
 }

@@ -1,7 +1,167 @@
-//! The `autolora` command.
+//! The `autolora` command: AutoLoRA rank search, retraining, evaluation and export, driven by
+//! one TOML run file (see `config.rs`), with `--set key=value` overrides.
 
 mod atomic;
+mod batches;
+mod checkpoint;
 mod config;
+mod evaluate;
 mod heatmap;
+mod metrics;
+mod peft_export;
+mod progress;
+mod ranks;
+mod run;
+mod search;
+mod session;
+mod task;
+mod train;
 
-fn main() {}
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use config::{RankSource, RunConfig};
+use session::Session;
+
+#[derive(Parser)]
+#[command(
+    name = "autolora",
+    version,
+    about = "Rank-adaptive LoRA by meta-learning (AutoLoRA)"
+)]
+struct Cli {
+    /// Log more (-v: info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Learn the selection weights by bilevel search and write ranks.json and the heatmap.
+    Search(RunArgs),
+    /// Train LoRA with fixed ranks (train.ranks: an integer or a ranks.json).
+    Train(RunArgs),
+    /// Score the trained adapter of a run directory on the dev and test splits.
+    Eval(RunArgs),
+    /// Search, retrain with the found ranks, evaluate (and compare with fixed-rank LoRA).
+    Run(RunArgs),
+    /// Print a ranks.json as a table and draw its heatmap.
+    Ranks {
+        /// The ranks file.
+        path: PathBuf,
+        /// Where to draw the heatmap (SVG).
+        #[arg(long)]
+        heatmap: Option<PathBuf>,
+    },
+}
+
+/// Settings shared by the commands that run a model.
+#[derive(Args)]
+struct RunArgs {
+    /// The run file (TOML); without it, the defaults (MiniLM on CoNLL-2003).
+    #[arg(short, long)]
+    config: Option<PathBuf>,
+    /// Override a setting, e.g. `--set search.steps=100` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Continue an interrupted run from its last checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Device: cpu, cuda or auto (overrides run.device).
+    #[arg(long)]
+    device: Option<String>,
+    /// CPU threads for libtorch (overrides run.threads).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The run directory (overrides run.out_dir).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn resolve(&self) -> Result<RunConfig> {
+        let mut config = match &self.config {
+            Some(path) => RunConfig::load(path)?,
+            None => RunConfig::default(),
+        };
+        config.apply_overrides(&self.overrides)?;
+        if let Some(device) = &self.device {
+            config.run.device = device.clone();
+        }
+        if let Some(threads) = self.threads {
+            config.run.threads = threads;
+        }
+        if let Some(out) = &self.out {
+            config.run.out_dir = out.clone();
+        }
+        Ok(config)
+    }
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(err) = dispatch(cli.command) {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Search(args) => {
+            let session = Session::open(args.resolve()?)?;
+            let outcome = search::run(&session, args.resume)?;
+            println!("{}", outcome.ranks.table());
+            println!("ranks written to {}", outcome.path.display());
+            Ok(())
+        }
+        Command::Train(args) => {
+            let session = Session::open(args.resolve()?)?;
+            let plan = match &session.config.train.ranks {
+                RankSource::Uniform(r) => train::uniform_plan(&session, *r)?,
+                RankSource::File(path) => train::plan_from_file(path)?,
+            };
+            let outcome = train::run(&session, &plan, None, "train", args.resume)?;
+            run::save_adapter(&session, outcome.model.as_ref(), "adapter")?;
+            run::print_scores("LoRA", &outcome);
+            Ok(())
+        }
+        Command::Eval(args) => {
+            let session = Session::open(args.resolve()?)?;
+            let scores = run::evaluate_saved(&session)?;
+            println!("{}", serde_json::to_string_pretty(&scores)?);
+            Ok(())
+        }
+        Command::Run(args) => {
+            let session = Session::open(args.resolve()?)?;
+            run::run(&session, args.resume)
+        }
+        Command::Ranks { path, heatmap } => {
+            let ranks = ranks::RanksFile::load(&path)?;
+            print!("{}", ranks.table());
+            if let Some(out) = heatmap {
+                ranks
+                    .draw_heatmap(&out)
+                    .with_context(|| format!("drawing {}", out.display()))?;
+                println!("heatmap written to {}", out.display());
+            }
+            Ok(())
+        }
+    }
+}

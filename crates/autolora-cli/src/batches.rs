@@ -1,0 +1,89 @@
+//! Batches as tensors, and the step-indexed order in which loops visit them.
+//!
+//! A loop asks for "the batch of step s" instead of iterating: the epoch is `s / n`, and the
+//! order of each epoch is a permutation drawn from a generator seeded with (run seed, epoch).
+//! So the batch of any step is known without replaying the steps before it, which is what
+//! lets `--resume` continue exactly where an interrupted run stopped.
+
+use anyhow::Result;
+use autolora_data::batch::{Batch, Labels};
+use autolora_data::rng::{derive_seed, permutation};
+use autolora_models::{Model, ModelInput};
+use tch::{Device, Kind, Tensor};
+
+/// One padded batch on the device.
+pub struct DeviceBatch {
+    /// Token ids [b, s].
+    pub input_ids: Tensor,
+    /// 1 for tokens, 0 for padding [b, s].
+    pub attention_mask: Tensor,
+    /// Segment ids [b, s] (pairs), if the tokenizer produced them.
+    pub token_type_ids: Option<Tensor>,
+    /// Labels: [b, s] per token (-100 ignored), [b] per example, or [b] f32 for regression.
+    pub labels: Tensor,
+    /// Real (unpadded) tokens in the batch, for throughput.
+    pub tokens: i64,
+}
+
+impl DeviceBatch {
+    /// Builds the tensors of a data batch on `device`.
+    pub fn new(batch: &Batch, device: Device) -> Result<Self> {
+        let shape = [batch.batch_size as i64, batch.seq_len as i64];
+        let ids = |v: &[i64]| -> Result<Tensor> {
+            Ok(Tensor::f_from_slice(v)?.f_view(shape)?.to(device))
+        };
+        let labels = match &batch.labels {
+            Labels::Tokens(l) => ids(l)?,
+            Labels::Classes(l) => Tensor::f_from_slice(l)?.to(device),
+            Labels::Scores(l) => Tensor::f_from_slice(l)?.to_kind(Kind::Float).to(device),
+            Labels::None => Tensor::zeros([shape[0]], (Kind::Int64, device)),
+        };
+        Ok(DeviceBatch {
+            input_ids: ids(&batch.input_ids)?,
+            attention_mask: ids(&batch.attention_mask)?,
+            token_type_ids: Some(ids(&batch.token_type_ids)?),
+            labels,
+            tokens: batch.attention_mask.iter().sum(),
+        })
+    }
+
+    /// The model input view of this batch.
+    pub fn input(&self) -> ModelInput<'_> {
+        ModelInput {
+            input_ids: &self.input_ids,
+            attention_mask: &self.attention_mask,
+            token_type_ids: self.token_type_ids.as_ref(),
+        }
+    }
+
+    /// The task loss of `model` on this batch.
+    pub fn loss(&self, model: &dyn Model, train: bool) -> Result<Tensor> {
+        let out = model.forward_t(&self.input(), train)?;
+        let logits = out
+            .logits
+            .ok_or_else(|| anyhow::anyhow!("the model has no task head"))?;
+        Ok(model.loss(&logits, &self.labels)?)
+    }
+}
+
+/// A split's batches, visited in a seeded order per epoch.
+pub struct StepBatches {
+    batches: Vec<DeviceBatch>,
+    seed: u64,
+}
+
+impl StepBatches {
+    /// Wraps prepared batches; `seed` decides the visiting order.
+    pub fn new(batches: Vec<DeviceBatch>, seed: u64) -> Result<Self> {
+        anyhow::ensure!(!batches.is_empty(), "no batches: the split is empty");
+        Ok(StepBatches { batches, seed })
+    }
+
+    /// The batch that step `step` uses.
+    pub fn at(&self, step: u64) -> &DeviceBatch {
+        let n = self.batches.len() as u64;
+        let (epoch, index) = (step / n, step % n);
+        let order = permutation(self.batches.len(), derive_seed(self.seed, epoch));
+        &self.batches[order[index as usize]]
+    }
+}

@@ -1,0 +1,137 @@
+//! Checkpoints: named tensors in one safetensors file, written atomically.
+//!
+//! A checkpoint holds what a loop needs to continue exactly where it stopped: the trainable
+//! tensors (LoRA factors, task head, selection logits) and the optimizers' moments and step
+//! counts, plus the loop's step number. No random-generator state is saved: every step
+//! derives its seeds from the run seed and the step index, so a resumed run repeats the
+//! uninterrupted one.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use autolora_core::NamedParam;
+use autolora_core::optim::{Optimizer, OptimizerSnapshot};
+use tch::{Device, Kind, Tensor};
+
+/// Named tensors on their way to or from disk.
+#[derive(Default)]
+pub struct Checkpoint {
+    tensors: HashMap<String, Tensor>,
+}
+
+impl Checkpoint {
+    /// Records the loop's step.
+    pub fn set_step(&mut self, step: u64) {
+        self.tensors
+            .insert("meta.step".into(), Tensor::from_slice(&[step as i64]));
+    }
+
+    /// The recorded step.
+    pub fn step(&self) -> Result<u64> {
+        let t = self.get("meta.step")?;
+        Ok(t.int64_value(&[0]) as u64)
+    }
+
+    /// Adds the current values of `params` under `prefix`.
+    pub fn put_params(&mut self, prefix: &str, params: &[NamedParam]) {
+        for p in params {
+            self.tensors.insert(
+                format!("{prefix}.{}", p.name),
+                p.param.tensor().detach().to_device(Device::Cpu).copy(),
+            );
+        }
+    }
+
+    /// Copies the stored values back into `params` (in place, so models holding them see it).
+    pub fn load_params(&self, prefix: &str, params: &[NamedParam]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        for p in params {
+            let stored = self.get(&format!("{prefix}.{}", p.name))?;
+            let mut target = p.param.tensor();
+            if stored.size() != target.size() {
+                bail!(
+                    "checkpoint tensor {prefix}.{} has shape {:?}, the model expects {:?}",
+                    p.name,
+                    stored.size(),
+                    target.size()
+                );
+            }
+            target.f_copy_(&stored)?;
+        }
+        Ok(())
+    }
+
+    /// Adds an optimizer's moments and step counts under `prefix`.
+    pub fn put_optimizer(&mut self, prefix: &str, optimizer: &Optimizer) {
+        let snapshot = optimizer.snapshot();
+        let cpu = |t: &Tensor| t.to_device(Device::Cpu).copy();
+        for (i, t) in snapshot.exp_avg.iter().enumerate() {
+            self.tensors.insert(format!("{prefix}.exp_avg.{i}"), cpu(t));
+        }
+        for (i, t) in snapshot.exp_avg_sq.iter().enumerate() {
+            self.tensors
+                .insert(format!("{prefix}.exp_avg_sq.{i}"), cpu(t));
+        }
+        let steps: Vec<i64> = snapshot.steps.iter().map(|&s| s as i64).collect();
+        self.tensors
+            .insert(format!("{prefix}.steps"), Tensor::from_slice(&steps));
+    }
+
+    /// Restores an optimizer saved by [`put_optimizer`](Self::put_optimizer); its parameters
+    /// must already hold their restored values.
+    pub fn load_optimizer(&self, prefix: &str, optimizer: &mut Optimizer) -> Result<()> {
+        let current = optimizer.snapshot();
+        let device = |t: &Tensor, like: &Tensor| t.to_device(like.device()).to_kind(like.kind());
+        let moments = |name: &str, like: &[Tensor]| -> Result<Vec<Tensor>> {
+            like.iter()
+                .enumerate()
+                .map(|(i, l)| Ok(device(self.get(&format!("{prefix}.{name}.{i}"))?, l)))
+                .collect()
+        };
+        let steps = self.get(&format!("{prefix}.steps"))?;
+        let steps: Vec<i64> = Vec::<i64>::try_from(steps.to_kind(Kind::Int64))?;
+        let snapshot = OptimizerSnapshot {
+            params: current.params.iter().map(Tensor::shallow_clone).collect(),
+            exp_avg: moments("exp_avg", &current.exp_avg)?,
+            exp_avg_sq: moments("exp_avg_sq", &current.exp_avg_sq)?,
+            steps: steps.into_iter().map(|s| s as u64).collect(),
+        };
+        optimizer
+            .restore(&snapshot)
+            .with_context(|| format!("restoring optimizer `{prefix}` from the checkpoint"))
+    }
+
+    fn get(&self, name: &str) -> Result<&Tensor> {
+        self.tensors
+            .get(name)
+            .with_context(|| format!("the checkpoint has no tensor `{name}`"))
+    }
+
+    /// Writes the checkpoint to `path` atomically (temporary file, then rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = dir.join(format!(
+            ".{}.partial",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let mut named: Vec<(&str, &Tensor)> =
+            self.tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        named.sort_by_key(|(k, _)| *k);
+        Tensor::write_safetensors(&named, &tmp)
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, path).with_context(|| format!("moving into {}", path.display()))?;
+        Ok(())
+    }
+
+    /// Reads a checkpoint.
+    pub fn load(path: &Path) -> Result<Self> {
+        let tensors = Tensor::read_safetensors(path)
+            .with_context(|| format!("reading checkpoint {}", path.display()))?;
+        Ok(Checkpoint {
+            tensors: tensors.into_iter().collect(),
+        })
+    }
+}

@@ -1,0 +1,156 @@
+//! `ranks.json`: the search's result as data (per module: rank, kept components, selection
+//! weights and how far they moved from uniform), and the `ranks` command's table and heatmap.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use autolora_core::Gate;
+use autolora_core::selection::{ModuleSelection, ModuleWeights, SelectionConfig, select_ranks};
+use autolora_models::Model;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{LoraSettings, SearchConfig};
+use crate::heatmap::RankGrid;
+
+/// Below this max/min ratio a module's selection weights are "still uniform": the threshold
+/// would split them on noise.
+pub const UNIFORM_RATIO: f64 = 1.05;
+
+/// The contents of `ranks.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RanksFile {
+    /// Components per module during the search.
+    pub k: i64,
+    /// The selection gate.
+    pub gate: Gate,
+    /// How ranks were chosen.
+    pub selection: SelectionConfig,
+    /// Per module, in model order.
+    pub modules: Vec<ModuleSelection>,
+}
+
+impl RanksFile {
+    /// Reads the selection weights off a searched model and selects the ranks.
+    pub fn from_model(
+        model: &dyn Model,
+        lora: &LoraSettings,
+        search: &SearchConfig,
+    ) -> Result<Self> {
+        let weights = model
+            .adapted_layers()
+            .into_iter()
+            .filter_map(|(name, layer)| {
+                let gate = layer.adapter()?.gate.as_ref()?;
+                Some(ModuleWeights::from_gate(name, gate))
+            })
+            .collect::<autolora_core::Result<Vec<_>>>()?;
+        let selection = SelectionConfig {
+            threshold: search.threshold,
+            min_rank: search.min_rank,
+            budget: search.budget,
+        };
+        Ok(RanksFile {
+            k: lora.k,
+            gate: lora.gate,
+            selection,
+            modules: select_ranks(&weights, &selection)?,
+        })
+    }
+
+    /// Sum of the ranks.
+    pub fn total_rank(&self) -> usize {
+        self.modules.iter().map(|m| m.rank).sum()
+    }
+
+    /// Modules whose weights stayed within [`UNIFORM_RATIO`] of uniform.
+    pub fn still_uniform(&self) -> Vec<&ModuleSelection> {
+        self.modules
+            .iter()
+            .filter(|m| m.uniformity.max_min_ratio < UNIFORM_RATIO)
+            .collect()
+    }
+
+    /// Writes the file atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        crate::atomic::write(path, serde_json::to_string_pretty(self)?.as_bytes())
+    }
+
+    /// Reads a `ranks.json`.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading ranks file {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a ranks file written by `autolora search`",
+                path.display()
+            )
+        })
+    }
+
+    /// The layers-by-module grid.
+    pub fn grid(&self) -> RankGrid {
+        RankGrid::new(
+            self.modules
+                .iter()
+                .map(|m| (m.name.as_str(), m.rank as i64)),
+        )
+    }
+
+    /// Draws the heatmap (SVG).
+    pub fn draw_heatmap(&self, path: &Path) -> Result<()> {
+        let title = format!(
+            "AutoLoRA ranks (k = {}, total {})",
+            self.k,
+            self.total_rank()
+        );
+        self.grid().draw(path, &title, self.k)
+    }
+
+    /// The rank table with each module's weight spread, for the terminal.
+    pub fn table(&self) -> String {
+        let mut out = self.grid().to_table();
+        out += &format!(
+            "total rank {} over {} modules (mean {:.2}, k = {})\n",
+            self.total_rank(),
+            self.modules.len(),
+            self.total_rank() as f64 / self.modules.len().max(1) as f64,
+            self.k
+        );
+        let ratios: Vec<f64> = self
+            .modules
+            .iter()
+            .map(|m| m.uniformity.max_min_ratio)
+            .collect();
+        let entropies: Vec<f64> = self
+            .modules
+            .iter()
+            .map(|m| m.uniformity.normalized_entropy)
+            .collect();
+        out += &format!(
+            "selection weights vs uniform: max/min ratio {:.3} to {:.3}, normalised entropy {:.4} to {:.4}\n",
+            min(&ratios),
+            max(&ratios),
+            min(&entropies),
+            max(&entropies)
+        );
+        let uniform = self.still_uniform();
+        if !uniform.is_empty() {
+            out += &format!(
+                "WARNING: {} of {} modules kept selection weights within {:.0}% of uniform (max/min < {UNIFORM_RATIO}); \
+                 their ranks split on noise. Search longer or raise search.outer_lr.\n",
+                uniform.len(),
+                self.modules.len(),
+                (UNIFORM_RATIO - 1.0) * 100.0
+            );
+        }
+        out
+    }
+}
+
+fn min(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+fn max(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+}

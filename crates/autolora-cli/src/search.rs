@@ -1,0 +1,147 @@
+//! `autolora search`: the bilevel search for the selection weights, then rank selection.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use autolora_core::bilevel::{BilevelSearch, Hypergradient, SearchConfig as EngineConfig};
+use autolora_core::optim::{OptimConfig, Optimizer};
+use autolora_core::{LoraConfig, NamedParam, Param};
+use autolora_models::{AttentionImpl, Model};
+
+use crate::checkpoint::Checkpoint;
+use crate::progress::Progress;
+use crate::ranks::RanksFile;
+use crate::session::Session;
+
+/// File names inside the run directory.
+pub const RANKS_FILE: &str = "ranks.json";
+const CHECKPOINT: &str = "checkpoints/search.safetensors";
+const METRICS: &str = "search_metrics.jsonl";
+
+/// What the search produced.
+pub struct SearchOutcome {
+    /// The selected ranks and selection weights.
+    pub ranks: RanksFile,
+    /// Where they were written.
+    pub path: PathBuf,
+    /// The model as it stands at the end of the search (for a warm-started retrain).
+    pub model: Box<dyn Model>,
+}
+
+/// Runs (or, with `resume`, continues) the search and writes `ranks.json` and the heatmap.
+pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
+    let config = &session.config;
+    // Only the exact hypergradient differentiates twice; the fused attention kernel (no double
+    // backward) serves the other modes.
+    let attention = match config.search.hypergradient {
+        Hypergradient::Exact => AttentionImpl::Eager,
+        _ => AttentionImpl::Fused,
+    };
+    let mut model = session.load_model(attention)?;
+    let lora = LoraConfig {
+        rank: config.lora.k,
+        alpha: config.lora.alpha,
+        dropout: config.lora.dropout,
+    };
+    let adapted = model.inject_lora(&config.lora.targets, &lora, Some(config.lora.gate))?;
+    tracing::info!(modules = adapted.len(), "selective LoRA attached");
+
+    let weights = model.trainable_params();
+    let selection = model.selection_params();
+    let inner = Optimizer::new(
+        slots(&weights),
+        OptimConfig {
+            kind: config.search.inner_optimizer,
+            lr: config.search.inner_lr,
+            ..OptimConfig::search_inner()
+        },
+    )?;
+    let (beta1, beta2) = config.search.outer_betas;
+    let outer = Optimizer::new(
+        slots(&selection),
+        OptimConfig {
+            lr: config.search.outer_lr,
+            ..OptimConfig::search_outer()
+        }
+        .with_betas(beta1, beta2),
+    )?;
+    let mut engine = BilevelSearch::new(
+        inner,
+        outer,
+        EngineConfig {
+            hypergradient: config.search.hypergradient,
+            fd_form: config.search.fd_form,
+            rollback: config.search.rollback,
+            seed: config.run.seed,
+            ..EngineConfig::default()
+        },
+    )?;
+
+    let checkpoint_path = session.out_dir.join(CHECKPOINT);
+    let metrics_path = session.out_dir.join(METRICS);
+    if resume && checkpoint_path.exists() {
+        let ckpt = Checkpoint::load(&checkpoint_path)?;
+        ckpt.load_params("weights", &weights)?;
+        ckpt.load_params("selection", &selection)?;
+        ckpt.load_optimizer("inner", engine.inner_mut())?;
+        ckpt.load_optimizer("outer", engine.outer_mut())?;
+        engine.set_steps_done(ckpt.step()?);
+        crate::metrics::truncate_after(&metrics_path, engine.steps_done())?;
+        tracing::info!(step = engine.steps_done(), "search resumed");
+    } else if !resume {
+        crate::metrics::reset(&metrics_path)?;
+    }
+
+    let data = &session.data;
+    let total = config.search.steps;
+    let mut progress = Progress::new("search", total, engine.steps_done());
+    let started = Instant::now();
+    let mut tokens = 0i64;
+    while engine.steps_done() < total {
+        let step = engine.steps_done();
+        let (train_batch, val_batch) = (data.search_train.at(step), data.search_val.at(step));
+        let report = engine
+            .step(
+                || train_batch.loss(model.as_ref(), true),
+                || val_batch.loss(model.as_ref(), true),
+            )
+            .with_context(|| {
+                format!(
+                    "search step {step} failed; the last good checkpoint is {} (rerun with --resume)",
+                    checkpoint_path.display()
+                )
+            })?;
+        tokens += train_batch.tokens + val_batch.tokens;
+        let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        progress.advance(&format!(
+            "train {:.4} val {:.4} |hg| {:.2e} {:.0} tok/s",
+            report.train_loss, report.val_loss, report.hypergradient_norm, rate
+        ));
+        crate::metrics::append(&metrics_path, &report)?;
+        let done = engine.steps_done();
+        if done % config.run.checkpoint_every.max(1) == 0 || done == total {
+            let mut ckpt = Checkpoint::default();
+            ckpt.set_step(done);
+            ckpt.put_params("weights", &weights);
+            ckpt.put_params("selection", &selection);
+            ckpt.put_optimizer("inner", engine.inner());
+            ckpt.put_optimizer("outer", engine.outer());
+            ckpt.save(&checkpoint_path)?;
+        }
+    }
+    progress.finish();
+
+    let ranks = RanksFile::from_model(model.as_ref(), &config.lora, &config.search)?;
+    if ranks.modules.is_empty() {
+        bail!("the model has no adapted modules");
+    }
+    let path = session.out_dir.join(RANKS_FILE);
+    ranks.save(&path)?;
+    ranks.draw_heatmap(&session.out_dir.join("ranks.svg"))?;
+    Ok(SearchOutcome { ranks, path, model })
+}
+
+fn slots(params: &[NamedParam]) -> Vec<Param> {
+    params.iter().map(|p| p.param.clone()).collect()
+}

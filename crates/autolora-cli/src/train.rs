@@ -1,0 +1,215 @@
+//! `autolora train`: LoRA training with fixed per-module ranks.
+//!
+//! The ranks come from a `ranks.json` (AutoLoRA's retrain) or are the same everywhere (plain
+//! LoRA). Each module's scale is `lora_alpha / r_l`. The retrain starts from scratch (the
+//! paper), or with `warm_start` from the search's weights pruned to the kept components.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use autolora_core::bilevel::derive_seed;
+use autolora_core::optim::{LinearWarmup, OptimConfig, Optimizer};
+use autolora_core::{Adapter, LoraConfig, Param};
+use autolora_models::{AttentionImpl, Model};
+use serde::Serialize;
+
+use crate::checkpoint::Checkpoint;
+use crate::evaluate::{self, Scores};
+use crate::progress::Progress;
+use crate::session::Session;
+
+/// Seed stream of training dropout (distinct from the search's streams).
+const TRAIN_STREAM: u64 = 7;
+
+/// The fixed ranks of a training run: module path -> rank (modules absent are not adapted).
+pub type RankPlan = BTreeMap<String, i64>;
+
+/// A trained model and its scores.
+pub struct TrainOutcome {
+    /// The trained model (adapters attached, not merged).
+    pub model: Box<dyn Model>,
+    /// Dev (and test, when the task has one) scores.
+    pub scores: Scores,
+    /// Trainable parameters: LoRA factors and task head.
+    pub trainable_params: i64,
+    /// LoRA factors alone.
+    pub lora_params: i64,
+    /// Wall time of the training loop.
+    pub seconds: f64,
+}
+
+#[derive(Serialize)]
+struct TrainRecord {
+    step: u64,
+    loss: f64,
+    lr: f64,
+    tokens_per_second: f64,
+}
+
+/// Trains adapters of the ranks in `plan` into a fresh model. `init` optionally supplies the
+/// starting adapters (warm start) per module; `name` names the run's files (`train`,
+/// `baseline-r4`, ...).
+pub fn run(
+    session: &Session,
+    plan: &RankPlan,
+    init: Option<&BTreeMap<String, Adapter>>,
+    name: &str,
+    resume: bool,
+) -> Result<TrainOutcome> {
+    let config = &session.config;
+    let mut model = session.load_model(AttentionImpl::Fused)?;
+    attach_plan(model.as_mut(), plan, config, init)?;
+    let params = model.trainable_params();
+    let trainable_params: i64 = params.iter().map(|p| p.param.numel()).sum();
+    let lora_params: i64 = model.lora_params().iter().map(|p| p.param.numel()).sum();
+
+    let steps = config.train.steps;
+    let schedule = LinearWarmup::with_ratio(config.train.lr, config.train.warmup_ratio, steps);
+    let mut optimizer = Optimizer::new(
+        params
+            .iter()
+            .map(|p| p.param.clone())
+            .collect::<Vec<Param>>(),
+        OptimConfig {
+            kind: config.train.optimizer,
+            lr: config.train.lr,
+            weight_decay: config.train.weight_decay,
+            ..OptimConfig::default()
+        },
+    )?;
+
+    let checkpoint_path = session
+        .out_dir
+        .join(format!("checkpoints/{name}.safetensors"));
+    let metrics_path = session.out_dir.join(format!("{name}_metrics.jsonl"));
+    let mut step = 0;
+    if resume && checkpoint_path.exists() {
+        let ckpt = Checkpoint::load(&checkpoint_path)?;
+        ckpt.load_params("weights", &params)?;
+        ckpt.load_optimizer("optimizer", &mut optimizer)?;
+        step = ckpt.step()?;
+        crate::metrics::truncate_after(&metrics_path, step)?;
+        tracing::info!(step, "{name} resumed");
+    } else if !resume {
+        crate::metrics::reset(&metrics_path)?;
+    }
+
+    let mut progress = Progress::new(name, steps, step);
+    let started = Instant::now();
+    let mut tokens = 0i64;
+    while step < steps {
+        let lr = schedule.lr_at(step);
+        optimizer.set_lr(lr)?;
+        tch::manual_seed(derive_seed(config.run.seed, step, TRAIN_STREAM));
+        let batch = session.data.train.at(step);
+        let loss = batch.loss(model.as_ref(), true)?;
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            bail!(
+                "{name}: the loss became {value} at step {step}; the last good checkpoint is {} \
+                 (lower train.lr and rerun with --resume)",
+                checkpoint_path.display()
+            );
+        }
+        optimizer.minimize(&loss)?;
+        step += 1;
+        tokens += batch.tokens;
+        let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+        progress.advance(&format!("loss {value:.4} lr {lr:.2e} {rate:.0} tok/s"));
+        crate::metrics::append(
+            &metrics_path,
+            &TrainRecord {
+                step: step - 1,
+                loss: value,
+                lr,
+                tokens_per_second: rate,
+            },
+        )?;
+        if step % config.run.checkpoint_every.max(1) == 0 || step == steps {
+            let mut ckpt = Checkpoint::default();
+            ckpt.set_step(step);
+            ckpt.put_params("weights", &params);
+            ckpt.put_optimizer("optimizer", &optimizer);
+            ckpt.save(&checkpoint_path)?;
+        }
+        if config.train.eval_every > 0 && step % config.train.eval_every == 0 && step < steps {
+            let dev = evaluate::split(model.as_ref(), &session.data.dev, &session.data.spec)?;
+            crate::metrics::append(
+                &metrics_path,
+                &serde_json::json!({"step": step - 1, "dev": dev}),
+            )?;
+        }
+    }
+    progress.finish();
+    let seconds = started.elapsed().as_secs_f64();
+    let scores = evaluate::all(model.as_ref(), session)?;
+    Ok(TrainOutcome {
+        model,
+        scores,
+        trainable_params,
+        lora_params,
+        seconds,
+    })
+}
+
+/// Attaches a plain adapter of rank `plan[name]` to every planned module (`init` supplies
+/// warm-start adapters).
+fn attach_plan(
+    model: &mut dyn Model,
+    plan: &RankPlan,
+    config: &crate::config::RunConfig,
+    init: Option<&BTreeMap<String, Adapter>>,
+) -> Result<()> {
+    let (device, kind) = (model.device(), model.kind());
+    for (name, &rank) in plan {
+        if rank == 0 {
+            continue;
+        }
+        let layer = model
+            .linear_layers_mut()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| l)
+            .with_context(|| format!("the ranks name module `{name}`, which this model lacks"))?;
+        let adapter = match init.and_then(|m| m.get(name)) {
+            Some(warm) => warm.clone(),
+            None => Adapter::with_options(
+                layer.in_features(),
+                layer.out_features(),
+                &LoraConfig {
+                    rank,
+                    alpha: config.lora.alpha,
+                    dropout: config.lora.dropout,
+                },
+                None,
+                (kind, device),
+            )?,
+        };
+        layer.attach(adapter)?;
+    }
+    Ok(())
+}
+
+/// A uniform plan: `rank` on every module the config targets.
+pub fn uniform_plan(session: &Session, rank: i64) -> Result<RankPlan> {
+    let mut model = session.load_model(AttentionImpl::Fused)?;
+    let lora = LoraConfig {
+        rank: rank.max(1),
+        alpha: session.config.lora.alpha,
+        dropout: session.config.lora.dropout,
+    };
+    let names = model.inject_lora(&session.config.lora.targets, &lora, None)?;
+    Ok(names.into_iter().map(|n| (n, rank)).collect())
+}
+
+/// Reads a plan from a `ranks.json`.
+pub fn plan_from_file(path: &Path) -> Result<RankPlan> {
+    let ranks = crate::ranks::RanksFile::load(path)?;
+    Ok(ranks
+        .modules
+        .iter()
+        .map(|m| (m.name.clone(), m.rank as i64))
+        .collect())
+}
