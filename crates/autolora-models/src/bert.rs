@@ -177,6 +177,21 @@ impl PositionIds {
     }
 }
 
+/// Errors unless every id in `ids` lies in `0..limit`.
+pub fn check_id_range(ids: &Tensor, limit: i64, name: &'static str) -> Result<()> {
+    if ids.numel() == 0 {
+        return Ok(());
+    }
+    let (min, max) = (ids.min().int64_value(&[]), ids.max().int64_value(&[]));
+    if min < 0 || max >= limit {
+        return Err(Error::BadInput {
+            name,
+            why: format!("ids must lie in 0..{limit}, found values from {min} to {max}"),
+        });
+    }
+    Ok(())
+}
+
 /// Loads a frozen linear layer `{name}` [out, in] with bias, weights stored as `storage`.
 pub fn load_linear(
     w: &mut WeightLoader,
@@ -415,9 +430,15 @@ impl BertModel {
             });
         }
         let ids = input.input_ids;
+        // Checked here because an out-of-range id on CUDA is a device-side assert that takes
+        // the whole process down, not an error.
+        check_id_range(ids, self.config.vocab_size, "input_ids")?;
         let positions = self.positions.compute(ids);
         let token_types = match input.token_type_ids {
-            Some(t) => t.shallow_clone(),
+            Some(t) => {
+                check_id_range(t, self.config.type_vocab_size, "token_type_ids")?;
+                t.shallow_clone()
+            }
             None => ids.zeros_like(),
         };
         let e = &self.embeddings;

@@ -155,6 +155,15 @@ impl RawConfig {
         })
     }
 
+    /// The number of labels of a fine-tuned checkpoint's head: the size of `id2label`, or
+    /// `num_labels`; `None` when the config has neither.
+    pub fn num_labels(&self) -> Option<i64> {
+        if let Some(map) = self.fields.get("id2label").and_then(Value::as_object) {
+            return Some(map.len() as i64);
+        }
+        self.fields.get("num_labels").and_then(Value::as_i64)
+    }
+
     /// Deserializes into an architecture's config after checking that every field in
     /// `required` is present (all missing ones are reported together).
     pub fn parse_as<T: DeserializeOwned>(&self, required: &[&str]) -> Result<T> {
@@ -196,6 +205,13 @@ mod tests {
                 .unwrap(),
             Architecture::Bert
         );
+    }
+
+    #[test]
+    fn label_count_from_id2label() {
+        let c = raw(r#"{"model_type": "bert", "id2label": {"0": "NEG", "1": "POS"}}"#);
+        assert_eq!(c.num_labels(), Some(2));
+        assert_eq!(raw(r#"{"model_type": "bert"}"#).num_labels(), None);
     }
 
     #[test]

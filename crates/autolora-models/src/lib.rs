@@ -12,7 +12,15 @@
 //!   pruning, merging and export.
 //! * Architectures: BERT and RoBERTa ([`encoder::EncoderModel`]) with sequence
 //!   classification, regression and token classification heads.
-//! * [`peft::apply_peft_adapter`] loads a PEFT LoRA adapter.
+//! * [`peft::apply_peft_adapter`] loads a Hugging Face PEFT LoRA adapter;
+//!   [`peft::save_peft_adapter`] exports this model's adapters (per-module ranks and alphas,
+//!   the task head as `modules_to_save`) in the same format.
+//! * Checkpoints are read through [`TensorSource`] ([`SafeTensorStore`] memory-maps
+//!   safetensors files) by a [`WeightLoader`] that detects the key prefix, checks shapes,
+//!   converts dtypes and reports tensors the architecture did not use.
+//!
+//! Errors are [`Error`] values naming the file, tensor, expected and found shape; loading user
+//! files never panics.
 //!
 //! The base weights are frozen; LoRA factors, selection logits and the head are trainable.
 //! Attention is written as matmul + softmax by default so the exact hypergradient can take
