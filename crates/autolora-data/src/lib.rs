@@ -12,6 +12,7 @@ pub mod batch;
 pub mod conll;
 pub mod error;
 pub mod example;
+pub mod glue;
 pub mod labels;
 pub mod metrics;
 pub mod rng;
