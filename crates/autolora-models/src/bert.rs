@@ -415,7 +415,7 @@ impl BertModel {
         self.pooler.is_some()
     }
 
-    /// Runs the body: last hidden states [b, s, h] and the pooled [CLS] state [b, h] (if the
+    /// Runs the body: last hidden states [b, s, h] and the pooled `[CLS]` state [b, h] (if the
     /// model has a pooler).
     pub fn forward_t(&self, input: &ModelInput, train: bool) -> Result<(Tensor, Option<Tensor>)> {
         let (b, s) = input.validate()?;

@@ -2,7 +2,7 @@
 //!
 //! | task | BERT | RoBERTa |
 //! |---|---|---|
-//! | sequence classification, regression | pooler -> dropout -> `classifier` | [CLS] -> dropout -> `classifier.dense` -> tanh -> dropout -> `classifier.out_proj` |
+//! | sequence classification, regression | pooler -> dropout -> `classifier` | `[CLS]` -> dropout -> `classifier.dense` -> tanh -> dropout -> `classifier.out_proj` |
 //! | token classification | dropout -> `classifier` | dropout -> `classifier` |
 //!
 //! A head found in the checkpoint (a fine-tuned model) is loaded; otherwise it is initialised
@@ -28,7 +28,7 @@ enum Head {
         classifier: HeadLinear,
         p: f64,
     },
-    /// RoBERTa: [CLS] -> dropout -> dense -> tanh -> dropout -> out_proj.
+    /// RoBERTa: `[CLS]` -> dropout -> dense -> tanh -> dropout -> out_proj.
     Roberta {
         dense: HeadLinear,
         out_proj: HeadLinear,

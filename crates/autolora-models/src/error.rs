@@ -130,5 +130,5 @@ pub enum Error {
     Torch(#[from] tch::TchError),
 }
 
-/// `Result` with [`Error`].
+/// `Result` with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

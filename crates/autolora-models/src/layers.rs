@@ -139,7 +139,7 @@ pub struct HeadLinear {
     pub name: String,
     /// Weight [out, in].
     pub weight: Param,
-    /// Bias [out].
+    /// Bias `[out]`.
     pub bias: Param,
 }
 
@@ -196,7 +196,7 @@ impl HeadLinear {
 }
 
 /// Hugging Face's initialisation of a linear layer: weight [out, in] ~ N(0, std^2) drawn
-/// from `rng`, bias [out] zero.
+/// from `rng`, bias `[out]` zero.
 pub fn init_linear(
     in_features: i64,
     out_features: i64,

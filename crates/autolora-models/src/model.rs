@@ -95,7 +95,7 @@ impl ModelInput<'_> {
 pub struct ModelOutput {
     /// Last layer's hidden states [batch, seq, hidden].
     pub hidden_states: Tensor,
-    /// BERT's pooler output tanh(W h_[CLS] + b) [batch, hidden], where the model has a pooler.
+    /// BERT's pooler output tanh(W h_`[CLS]` + b) [batch, hidden], where the model has a pooler.
     pub pooled: Option<Tensor>,
     /// Task logits: [batch, num_labels] (sequence classification), [batch, 1] (regression),
     /// [batch, seq, num_labels] (token classification), [batch, seq, vocab] (causal LM);
@@ -150,7 +150,7 @@ pub trait Model {
 
     /// The task loss for `logits` as returned by [`forward_t`](Self::forward_t):
     /// cross-entropy ignoring [`IGNORE_INDEX`] (labels i64), or MSE (regression, labels
-    /// float [batch]).
+    /// float `[batch]`).
     fn loss(&self, logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
         task_loss(self.task(), logits, labels)
     }
@@ -257,7 +257,7 @@ pub trait Model {
         out
     }
 
-    /// The outer-loop variables: each gated adapter's selection logits [k], named by the
+    /// The outer-loop variables: each gated adapter's selection logits `[k]`, named by the
     /// module path.
     fn selection_params(&self) -> Vec<NamedParam> {
         self.linear_layers()
