@@ -10,6 +10,7 @@
 pub mod assets;
 pub mod batch;
 pub mod conll;
+pub mod e2e;
 pub mod error;
 pub mod example;
 pub mod glue;
