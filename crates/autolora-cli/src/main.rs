@@ -8,7 +8,6 @@ mod config;
 mod evaluate;
 mod heatmap;
 mod metrics;
-mod peft_export;
 mod progress;
 mod ranks;
 mod run;

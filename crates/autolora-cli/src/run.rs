@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
 use autolora_core::prune::prune_adapter;
-use autolora_models::peft::apply_peft_adapter;
+use autolora_models::peft::{apply_peft_adapter, save_peft_adapter};
 use autolora_models::{AttentionImpl, Model};
 use serde::Serialize;
 
@@ -132,7 +132,9 @@ fn pruned_adapters(
 /// Writes the model's adapter as a PEFT adapter into the run directory.
 pub fn save_adapter(session: &Session, model: &dyn Model, name: &str) -> Result<()> {
     let dir = session.path(name);
-    crate::peft_export::save(model, &dir, &session.model_dir.display().to_string())?;
+    let base = session.model_dir.display().to_string();
+    save_peft_adapter(model, &dir, Some(&base))
+        .with_context(|| format!("writing the adapter into {}", dir.display()))?;
     println!("adapter written to {}", dir.display());
     Ok(())
 }
