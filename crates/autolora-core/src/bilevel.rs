@@ -207,10 +207,14 @@ impl BilevelSearch {
                 });
             }
         }
-        if outer.params().is_empty() {
+        if outer.params().is_empty() || inner.params().is_empty() {
             return Err(Error::InvalidConfig {
                 what: "search parameters",
-                why: "no selection parameters".into(),
+                why: format!(
+                    "{} inner and {} selection parameters; both lists must be non-empty",
+                    inner.params().len(),
+                    outer.params().len()
+                ),
             });
         }
         Ok(BilevelSearch {
@@ -577,5 +581,38 @@ fn check_finite(tensors: &[Tensor], what: &'static str, step: u64) -> Result<()>
             value: norm,
             step,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_use_kebab_case_names() {
+        let config = SearchConfig {
+            hypergradient: Hypergradient::FirstOrder,
+            fd_form: FiniteDifferenceForm::Darts,
+            ..SearchConfig::default()
+        };
+        let json = serde_json::to_string(&config).expect("serialize");
+        assert!(json.contains(r#""hypergradient":"first-order""#), "{json}");
+        assert!(json.contains(r#""fd_form":"darts""#), "{json}");
+        let back: SearchConfig = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, config);
+        let partial: SearchConfig =
+            serde_json::from_str(r#"{"hypergradient": "finite-difference"}"#).expect("defaults");
+        assert_eq!(partial, SearchConfig::default());
+        assert!(serde_json::from_str::<SearchConfig>(r#"{"mode": "exact"}"#).is_err());
+    }
+
+    #[test]
+    fn seeds_differ_by_step_and_stream() {
+        let s = derive_seed(1, 0, TRAIN_STREAM);
+        assert_eq!(s, derive_seed(1, 0, TRAIN_STREAM));
+        assert_ne!(s, derive_seed(1, 0, VAL_STREAM));
+        assert_ne!(s, derive_seed(1, 1, TRAIN_STREAM));
+        assert_ne!(s, derive_seed(2, 0, TRAIN_STREAM));
+        assert!(s >= 0);
     }
 }

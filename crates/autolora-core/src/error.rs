@@ -50,5 +50,5 @@ pub enum Error {
     InvalidState(String),
 }
 
-/// `Result` with [`Error`].
+/// `Result` with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

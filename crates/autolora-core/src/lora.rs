@@ -4,10 +4,10 @@
 //! y = W x + b + s * ((dropout(x) A^T) * a) B^T
 //! ```
 //!
-//! * `W` [out, in] and `b` [out] are the frozen base weights (f32, or bf16 on request).
-//! * `A` [k, in] starts kaiming-uniform, `B` [out, k] starts at zero, so a freshly attached
+//! * `W` `[out, in]` and `b` `[out]` are the frozen base weights (f32, or bf16 on request).
+//! * `A` `[k, in]` starts kaiming-uniform, `B` `[out, k]` starts at zero, so a freshly attached
 //!   adapter leaves the model's output unchanged (invariant, tested).
-//! * `a` [k] are the selection weights: `softmax(logits)` (the paper) or `sigmoid(logits)`
+//! * `a` `[k]` are the selection weights: `softmax(logits)` (the paper) or `sigmoid(logits)`
 //!   (the paper's ablation), one logit vector per module. A plain LoRA adapter has no gate:
 //!   `a = 1`.
 //! * `s = lora_alpha / k`.
@@ -40,11 +40,11 @@ impl Gate {
 /// The selection variables of one module. Cloning shares the logits' slot.
 #[derive(Debug)]
 pub struct SelectionGate {
-    /// Raw logits [k], the outer optimisation variable.
+    /// Raw logits `[k]`, the outer optimisation variable.
     pub logits: Param,
     /// Softmax or sigmoid.
     pub gate: Gate,
-    /// Optional 0/1 mask [k] multiplied into the weights (pruned components are 0).
+    /// Optional 0/1 mask `[k]` multiplied into the weights (pruned components are 0).
     pub mask: Option<Tensor>,
 }
 
@@ -73,7 +73,7 @@ impl SelectionGate {
         }
     }
 
-    /// The selection weights `a` [k], differentiable with respect to the logits.
+    /// The selection weights `a` `[k]`, differentiable with respect to the logits.
     pub fn weights(&self) -> Tensor {
         let logits = self.logits.tensor();
         let a = match self.gate {
@@ -129,9 +129,9 @@ impl LoraConfig {
 /// A LoRA adapter: factors `A`, `B`, scale, dropout and optional selection variables.
 #[derive(Debug, Clone)]
 pub struct Adapter {
-    /// `A` [r, in].
+    /// `A` `[r, in]`.
     pub a: Param,
-    /// `B` [out, r].
+    /// `B` `[out, r]`.
     pub b: Param,
     /// Selection variables; `None` for a plain (fixed-rank) adapter.
     pub gate: Option<SelectionGate>,
@@ -191,7 +191,7 @@ impl Adapter {
         self.a.size()[0]
     }
 
-    /// The update `s * B diag(a) A` [out, in].
+    /// The update `s * B diag(a) A` `[out, in]`.
     pub fn delta_weight(&self) -> Tensor {
         let b = self.b.tensor();
         let b = match &self.gate {
@@ -201,7 +201,7 @@ impl Adapter {
         b.matmul(&self.a.tensor()) * self.scale
     }
 
-    /// The adapter's contribution `s * ((dropout(x) A^T) * a) B^T` for input `x` [.., in].
+    /// The adapter's contribution `s * ((dropout(x) A^T) * a) B^T` for input `x` `[.., in]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = if train && self.dropout > 0.0 {
             x.dropout(self.dropout, true)
@@ -227,7 +227,7 @@ pub struct LoraLinear {
 }
 
 impl LoraLinear {
-    /// Wraps frozen base weights: `weight` [out, in], `bias` [out]. Gradients are switched off.
+    /// Wraps frozen base weights: `weight` `[out, in]`, `bias` `[out]`. Gradients are switched off.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let size = weight.size();
         if size.len() != 2 {
@@ -264,12 +264,12 @@ impl LoraLinear {
         self.weight.size()[0]
     }
 
-    /// The frozen base weight [out, in] (includes the update while merged).
+    /// The frozen base weight `[out, in]` (includes the update while merged).
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
 
-    /// The frozen bias [out].
+    /// The frozen bias `[out]`.
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
     }
@@ -324,7 +324,7 @@ impl LoraLinear {
         Ok(self.adapter.take())
     }
 
-    /// `y = W x + b + adapter(x)` for `x` [.., in]. A bf16 base runs its matmul in bf16 and
+    /// `y = W x + b + adapter(x)` for `x` `[.., in]`. A bf16 base runs its matmul in bf16 and
     /// returns `x`'s dtype.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let base = if self.weight.kind() == x.kind() {

@@ -605,6 +605,19 @@ mod tests {
     }
 
     #[test]
+    fn kind_names() {
+        let _serial = crate::serial_rng();
+        let config: OptimConfig =
+            serde_json::from_str(r#"{"kind": "adamw", "lr": 1e-4, "weight_decay": 0.01}"#)
+                .expect("deserialize");
+        assert_eq!(config, OptimConfig::adamw(1e-4, 0.01));
+        assert_eq!(
+            serde_json::to_string(&OptimizerKind::Sgd).expect("json"),
+            r#""sgd""#
+        );
+    }
+
+    #[test]
     fn invalid_settings_are_rejected() {
         let _serial = crate::serial_rng();
         assert!(OptimConfig::adam(-1.0).validate().is_err());

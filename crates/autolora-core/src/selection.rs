@@ -56,7 +56,7 @@ pub struct ModuleWeights {
     pub name: String,
     /// How the weights were produced.
     pub gate: Gate,
-    /// The selection weights `a` [k].
+    /// The selection weights `a` `[k]`.
     pub weights: Vec<f64>,
 }
 
