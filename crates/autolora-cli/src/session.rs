@@ -69,8 +69,11 @@ impl Session {
         })
     }
 
-    /// Loads a fresh copy of the base model with the task's head (seeded), no adapters.
+    /// Loads a fresh copy of the base model with the task's head (seeded), no adapters, and
+    /// reseeds libtorch's generator with the run seed, so that adapters attached next are
+    /// initialised the same way in every run with this seed.
     pub fn load_model(&self, attention: AttentionImpl) -> Result<Box<dyn Model>> {
+        tch::manual_seed(self.config.run.seed as i64);
         let base_kind = match self.config.model.base_dtype.as_str() {
             "f32" => None,
             "bf16" => Some(Kind::BFloat16),

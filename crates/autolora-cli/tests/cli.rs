@@ -1,0 +1,176 @@
+//! End-to-end tests of the `autolora` binary on a tiny random BERT and made-up CoNLL data
+//! (`tests/fixtures`, written by `tests/reference/make_fixtures.py`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use anyhow::{Result, ensure};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+}
+
+/// A run file for the fixtures: small, single-threaded (bit-reproducible), CPU.
+fn run_file(dir: &Path, extra: &str) -> Result<PathBuf> {
+    let text = format!(
+        r#"
+[model]
+dir = "{model}"
+
+[task]
+name = "conll"
+data_dir = "{data}"
+max_length = 32
+
+[lora]
+k = 4
+
+[search]
+steps = 8
+batch_size = 8
+outer_lr = 0.05
+
+[train]
+steps = 8
+batch_size = 8
+lr = 5e-3
+eval_batch_size = 16
+
+[run]
+seed = 3
+device = "cpu"
+threads = 1
+out_dir = "{out}"
+checkpoint_every = 2
+{extra}
+"#,
+        model = fixtures().join("tiny-bert").display(),
+        data = fixtures().join("conll").display(),
+        out = dir.join("run").display(),
+    );
+    let path = dir.join("run.toml");
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+fn autolora(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(env!("CARGO_BIN_EXE_autolora"))
+        .args(args)
+        .output()?)
+}
+
+fn ok(output: Output) -> Result<String> {
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    ensure!(
+        output.status.success(),
+        "autolora failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(stdout)
+}
+
+fn json(path: &Path) -> Result<Value> {
+    Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
+}
+
+#[test]
+fn run_searches_retrains_evaluates_and_exports() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = run_file(dir.path(), "")?;
+    let stdout = ok(autolora(&["run", "--config", config.to_str().unwrap()])?)?;
+    let run = dir.path().join("run");
+
+    let ranks = json(&run.join("ranks.json"))?;
+    let modules = ranks["modules"].as_array().unwrap();
+    assert_eq!(modules.len(), 4, "2 layers x (query, value)");
+    for m in modules {
+        let rank = m["rank"].as_u64().unwrap();
+        assert!((1..=4).contains(&rank), "{m}");
+        assert_eq!(m["kept"].as_array().unwrap().len() as u64, rank);
+        assert_eq!(m["weights"].as_array().unwrap().len(), 4);
+    }
+    assert!(std::fs::read_to_string(run.join("ranks.svg"))?.contains("<svg"));
+    assert!(run.join("adapter/adapter_config.json").exists());
+    assert!(run.join("adapter/adapter_model.safetensors").exists());
+    let resolved = std::fs::read_to_string(run.join("config.toml"))?;
+    assert!(resolved.contains("steps = 8"), "{resolved}");
+
+    let summary = json(&run.join("summary.json"))?;
+    for entry in [&summary["autolora"], &summary["baseline"]] {
+        for split in ["dev", "test"] {
+            let f1 = entry["scores"][split]["entity_f1"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&f1), "{split} F1 {f1}");
+        }
+        assert!(entry["lora_params"].as_i64().unwrap() > 0);
+    }
+    // The selection weights visibly moved from uniform on this problem.
+    assert!(modules.iter().any(|m| m["uniformity"]["max_min_ratio"].as_f64().unwrap() > 1.05));
+    assert!(stdout.contains("AutoLoRA") && stdout.contains("LoRA r="), "{stdout}");
+    let search_lines = std::fs::read_to_string(run.join("search_metrics.jsonl"))?;
+    assert_eq!(search_lines.lines().count(), 8);
+
+    // `eval` reloads the exported adapter into a fresh model and reproduces the scores.
+    let eval = ok(autolora(&["eval", "--config", config.to_str().unwrap()])?)?;
+    let eval: Value = serde_json::from_str(&eval)?;
+    let dev = summary["autolora"]["scores"]["dev"]["entity_f1"].as_f64().unwrap();
+    assert!((eval["dev"]["entity_f1"].as_f64().unwrap() - dev).abs() < 1e-9);
+    Ok(())
+}
+
+#[test]
+fn resumed_search_equals_uninterrupted_search() -> Result<()> {
+    let whole = tempfile::tempdir()?;
+    let config = run_file(whole.path(), "")?;
+    ok(autolora(&["search", "--config", config.to_str().unwrap()])?)?;
+
+    // Stop after 4 of the 8 steps, then resume.
+    let parts = tempfile::tempdir()?;
+    let config = run_file(parts.path(), "")?;
+    let c = config.to_str().unwrap();
+    ok(autolora(&["search", "--config", c, "--set", "search.steps=4"])?)?;
+    ok(autolora(&["search", "--config", c, "--resume"])?)?;
+
+    let a = json(&whole.path().join("run/ranks.json"))?;
+    let b = json(&parts.path().join("run/ranks.json"))?;
+    for (ma, mb) in a["modules"].as_array().unwrap().iter().zip(b["modules"].as_array().unwrap()) {
+        assert_eq!(ma["rank"], mb["rank"]);
+        assert_eq!(ma["kept"], mb["kept"]);
+        for (wa, wb) in ma["weights"].as_array().unwrap().iter().zip(mb["weights"].as_array().unwrap()) {
+            let (wa, wb) = (wa.as_f64().unwrap(), wb.as_f64().unwrap());
+            assert!((wa - wb).abs() <= 1e-6, "{wa} vs {wb}");
+        }
+    }
+    let metrics = |dir: &Path| -> Result<Vec<Value>> {
+        std::fs::read_to_string(dir.join("run/search_metrics.jsonl"))?
+            .lines()
+            .map(|l| Ok(serde_json::from_str(l)?))
+            .collect()
+    };
+    let (ma, mb) = (metrics(whole.path())?, metrics(parts.path())?);
+    assert_eq!(ma.len(), 8);
+    assert_eq!(mb.len(), 8);
+    for (ra, rb) in ma.iter().zip(&mb) {
+        for key in ["train_loss", "val_loss"] {
+            let (x, y) = (ra[key].as_f64().unwrap(), rb[key].as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-6, "step {}: {key} {x} vs {y}", ra["step"]);
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn unknown_settings_are_rejected_with_a_suggestion() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = run_file(dir.path(), "")?;
+    let text = std::fs::read_to_string(&config)?.replace("outer_lr", "outer_lrr");
+    std::fs::write(&config, text)?;
+    let out = autolora(&["search", "--config", config.to_str().unwrap()])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `outer_lrr`"), "{stderr}");
+    assert!(stderr.contains("did you mean `outer_lr`?"), "{stderr}");
+    assert!(stderr.contains("run.toml"), "the error names the file: {stderr}");
+    Ok(())
+}
