@@ -8,7 +8,9 @@ use anyhow::{Result, ensure};
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("fixtures")
 }
 
 /// A run file for the fixtures: small, single-threaded (bit-reproducible), CPU.
@@ -106,15 +108,24 @@ fn run_searches_retrains_evaluates_and_exports() -> Result<()> {
         assert!(entry["lora_params"].as_i64().unwrap() > 0);
     }
     // The selection weights visibly moved from uniform on this problem.
-    assert!(modules.iter().any(|m| m["uniformity"]["max_min_ratio"].as_f64().unwrap() > 1.05));
-    assert!(stdout.contains("AutoLoRA") && stdout.contains("LoRA r="), "{stdout}");
+    assert!(
+        modules
+            .iter()
+            .any(|m| m["uniformity"]["max_min_ratio"].as_f64().unwrap() > 1.05)
+    );
+    assert!(
+        stdout.contains("AutoLoRA") && stdout.contains("LoRA r="),
+        "{stdout}"
+    );
     let search_lines = std::fs::read_to_string(run.join("search_metrics.jsonl"))?;
     assert_eq!(search_lines.lines().count(), 8);
 
     // `eval` reloads the exported adapter into a fresh model and reproduces the scores.
     let eval = ok(autolora(&["eval", "--config", config.to_str().unwrap()])?)?;
     let eval: Value = serde_json::from_str(&eval)?;
-    let dev = summary["autolora"]["scores"]["dev"]["entity_f1"].as_f64().unwrap();
+    let dev = summary["autolora"]["scores"]["dev"]["entity_f1"]
+        .as_f64()
+        .unwrap();
     assert!((eval["dev"]["entity_f1"].as_f64().unwrap() - dev).abs() < 1e-9);
     Ok(())
 }
@@ -129,15 +140,31 @@ fn resumed_search_equals_uninterrupted_search() -> Result<()> {
     let parts = tempfile::tempdir()?;
     let config = run_file(parts.path(), "")?;
     let c = config.to_str().unwrap();
-    ok(autolora(&["search", "--config", c, "--set", "search.steps=4"])?)?;
+    ok(autolora(&[
+        "search",
+        "--config",
+        c,
+        "--set",
+        "search.steps=4",
+    ])?)?;
     ok(autolora(&["search", "--config", c, "--resume"])?)?;
 
     let a = json(&whole.path().join("run/ranks.json"))?;
     let b = json(&parts.path().join("run/ranks.json"))?;
-    for (ma, mb) in a["modules"].as_array().unwrap().iter().zip(b["modules"].as_array().unwrap()) {
+    for (ma, mb) in a["modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(b["modules"].as_array().unwrap())
+    {
         assert_eq!(ma["rank"], mb["rank"]);
         assert_eq!(ma["kept"], mb["kept"]);
-        for (wa, wb) in ma["weights"].as_array().unwrap().iter().zip(mb["weights"].as_array().unwrap()) {
+        for (wa, wb) in ma["weights"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(mb["weights"].as_array().unwrap())
+        {
             let (wa, wb) = (wa.as_f64().unwrap(), wb.as_f64().unwrap());
             assert!((wa - wb).abs() <= 1e-6, "{wa} vs {wb}");
         }
@@ -154,7 +181,11 @@ fn resumed_search_equals_uninterrupted_search() -> Result<()> {
     for (ra, rb) in ma.iter().zip(&mb) {
         for key in ["train_loss", "val_loss"] {
             let (x, y) = (ra[key].as_f64().unwrap(), rb[key].as_f64().unwrap());
-            assert!((x - y).abs() <= 1e-6, "step {}: {key} {x} vs {y}", ra["step"]);
+            assert!(
+                (x - y).abs() <= 1e-6,
+                "step {}: {key} {x} vs {y}",
+                ra["step"]
+            );
         }
     }
     Ok(())
@@ -171,6 +202,71 @@ fn unknown_settings_are_rejected_with_a_suggestion() -> Result<()> {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("unknown field `outer_lrr`"), "{stderr}");
     assert!(stderr.contains("did you mean `outer_lr`?"), "{stderr}");
-    assert!(stderr.contains("run.toml"), "the error names the file: {stderr}");
+    assert!(
+        stderr.contains("run.toml"),
+        "the error names the file: {stderr}"
+    );
+    Ok(())
+}
+
+/// The project's Python (installed by `cargo xtask setup`), if present.
+fn reference_python() -> Option<PathBuf> {
+    let cache = std::env::var_os("AUTOLORA_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/autolora")))?;
+    let python = cache.join("python/torch-2.11.0/bin/python");
+    python.exists().then_some(python)
+}
+
+#[test]
+fn exported_adapter_gives_the_same_logits_in_python_peft() -> Result<()> {
+    use autolora_models::{LoadOptions, ModelInput, Task, load_model, peft::apply_peft_adapter};
+    let Some(python) = reference_python() else {
+        eprintln!("SKIPPED: the reference Python is not installed (run `cargo xtask setup`)");
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let config = run_file(dir.path(), "compare_fixed_rank = false")?;
+    ok(autolora(&["run", "--config", config.to_str().unwrap()])?)?;
+    let adapter = dir.path().join("run/adapter");
+    let model_dir = fixtures().join("tiny-bert");
+    let ids: Vec<i64> = vec![2, 9, 14, 21, 30, 17, 3];
+
+    // Our side: the path `autolora eval` takes (fresh model + exported adapter).
+    let num_labels = 9;
+    let mut model = load_model(
+        &model_dir,
+        Task::TokenClassification { num_labels },
+        &LoadOptions::default(),
+    )?;
+    apply_peft_adapter(model.as_mut(), &adapter)?;
+    let input_ids = tch::Tensor::from_slice(&ids).view([1, -1]);
+    let mask = input_ids.ones_like();
+    let out = model.forward_t(
+        &ModelInput {
+            input_ids: &input_ids,
+            attention_mask: &mask,
+            token_type_ids: None,
+        },
+        false,
+    )?;
+    let ours: Vec<f32> = Vec::try_from(out.logits.unwrap().reshape([-1]))?;
+
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/peft_roundtrip.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .arg(&model_dir)
+        .arg(&adapter)
+        .arg(num_labels.to_string());
+    cmd.args(ids.iter().map(i64::to_string));
+    let theirs: Vec<Vec<f32>> = serde_json::from_str(&ok(cmd.output()?)?)?;
+    let theirs: Vec<f32> = theirs.into_iter().flatten().collect();
+    assert_eq!(ours.len(), theirs.len());
+    let worst = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "largest logit difference to PEFT: {worst}");
     Ok(())
 }
