@@ -91,6 +91,16 @@ impl TaggedFile {
         )
     }
 
+    /// Keeps the sentences at `indices` (in that order), e.g. one side of a [`crate::split`].
+    pub fn select(&self, indices: &[usize]) -> TaggedFile {
+        TaggedFile {
+            path: self.path.clone(),
+            sentences: indices.iter().map(|&i| self.sentences[i].clone()).collect(),
+            scheme: self.scheme,
+            documents: self.documents,
+        }
+    }
+
     /// Number of tokens.
     pub fn token_count(&self) -> usize {
         self.sentences.iter().map(|s| s.tokens.len()).sum()
