@@ -23,18 +23,35 @@ pub enum Architecture {
     Bert,
     /// RoBERTa (`model_type: "roberta"`): BERT with offset position ids.
     Roberta,
+    /// GPT-2 (`model_type: "gpt2"`): a decoder with `Conv1D` layers and a tied LM head.
+    Gpt2,
+    /// The Llama family (`model_type: "llama"`): RMSNorm, rotary embeddings, grouped-query
+    /// attention, SwiGLU.
+    Llama,
 }
 
 impl Architecture {
     /// Every supported architecture.
-    pub const ALL: &'static [Architecture] = &[Architecture::Bert, Architecture::Roberta];
+    pub const ALL: &'static [Architecture] = &[
+        Architecture::Bert,
+        Architecture::Roberta,
+        Architecture::Gpt2,
+        Architecture::Llama,
+    ];
 
     /// The `model_type` string of Hugging Face configs.
     pub fn model_type(self) -> &'static str {
         match self {
             Architecture::Bert => "bert",
             Architecture::Roberta => "roberta",
+            Architecture::Gpt2 => "gpt2",
+            Architecture::Llama => "llama",
         }
+    }
+
+    /// Whether the architecture is a decoder (causal attention, LM head).
+    pub fn is_decoder(self) -> bool {
+        matches!(self, Architecture::Gpt2 | Architecture::Llama)
     }
 
     /// The class-name stem used in `architectures` (`BertForMaskedLM` -> `Bert`).
@@ -42,6 +59,8 @@ impl Architecture {
         match self {
             Architecture::Bert => "Bert",
             Architecture::Roberta => "Roberta",
+            Architecture::Gpt2 => "GPT2",
+            Architecture::Llama => "Llama",
         }
     }
 
@@ -205,6 +224,13 @@ mod tests {
                 .unwrap(),
             Architecture::Bert
         );
+        for (class, arch) in [
+            ("GPT2LMHeadModel", Architecture::Gpt2),
+            ("LlamaForCausalLM", Architecture::Llama),
+        ] {
+            let text = format!(r#"{{"architectures": ["{class}"]}}"#);
+            assert_eq!(raw(&text).architecture().unwrap(), arch);
+        }
     }
 
     #[test]

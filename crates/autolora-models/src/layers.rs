@@ -87,6 +87,37 @@ impl LayerNorm {
     }
 }
 
+/// Frozen root-mean-square normalisation (Llama's `RMSNorm`): computed in f32 (f64 for f64
+/// inputs), then scaled by the weight, as Hugging Face does.
+#[derive(Debug)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    /// Loads `{name}.weight` of width `dim`.
+    pub fn load(w: &mut WeightLoader, name: &str, dim: i64, eps: f64, kind: Kind) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: w.get(&format!("{name}.weight"), &[dim], kind)?,
+            eps,
+        })
+    }
+
+    /// `weight * x / sqrt(mean(x^2) + eps)` over the last dimension of `x`.
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let kind = x.kind();
+        let wide = if kind == Kind::Double {
+            x.shallow_clone()
+        } else {
+            x.to_kind(Kind::Float)
+        };
+        let variance = wide.pow_tensor_scalar(2).mean_dim(-1, true, wide.kind());
+        let normed = wide * (variance + self.eps).rsqrt();
+        &self.weight * normed.to_kind(kind)
+    }
+}
+
 /// A frozen embedding table, possibly stored in a narrower dtype than the computation.
 #[derive(Debug)]
 pub struct Embedding {
@@ -108,6 +139,11 @@ impl Embedding {
             table: w.get(&format!("{name}.weight"), &[count, dim], storage)?,
             kind,
         })
+    }
+
+    /// The table [count, dim] in its storage kind.
+    pub fn table(&self) -> &Tensor {
+        &self.table
     }
 
     /// Number of rows.
@@ -135,12 +171,12 @@ impl Embedding {
 /// [`Param`] slots so the search engine can read and swap them.
 #[derive(Debug, Clone)]
 pub struct HeadLinear {
-    /// Module path (`classifier`, `classifier.out_proj`, ...).
+    /// Module path (`classifier`, `classifier.out_proj`, `score`, ...).
     pub name: String,
     /// Weight [out, in].
     pub weight: Param,
-    /// Bias `[out]`.
-    pub bias: Param,
+    /// Bias `[out]`; `None` for bias-free heads (the decoders' `score`).
+    pub bias: Option<Param>,
 }
 
 impl HeadLinear {
@@ -156,42 +192,62 @@ impl HeadLinear {
         rng: &mut HeadRng,
         kind: Kind,
     ) -> Result<Self> {
+        Self::load_or_init_with(w, name, (in_features, out_features), true, std, rng, kind)
+    }
+
+    /// [`load_or_init`](Self::load_or_init) with the bias optional (`with_bias`).
+    pub fn load_or_init_with(
+        w: &mut WeightLoader,
+        name: &str,
+        (in_features, out_features): (i64, i64),
+        with_bias: bool,
+        std: f64,
+        rng: &mut HeadRng,
+        kind: Kind,
+    ) -> Result<Self> {
         let device = w.device();
         let wkey = format!("{name}.weight");
         let bkey = format!("{name}.bias");
         let (weight, bias) = if w.has_root(&wkey) {
             tracing::debug!(head = name, "task head loaded from the checkpoint");
-            (
-                w.get_root(&wkey, &[out_features, in_features], kind)?,
-                w.get_root(&bkey, &[out_features], kind)?,
-            )
+            let weight = w.get_root(&wkey, &[out_features, in_features], kind)?;
+            let bias = if with_bias {
+                Some(w.get_root(&bkey, &[out_features], kind)?)
+            } else {
+                None
+            };
+            (weight, bias)
         } else {
-            init_linear(in_features, out_features, std, rng, kind, device)?
+            let (weight, bias) = init_linear(in_features, out_features, std, rng, kind, device)?;
+            (weight, with_bias.then_some(bias))
         };
+        let trainable = |t: Tensor| Param::new(t.detach().set_requires_grad(true));
         Ok(HeadLinear {
             name: name.to_string(),
-            weight: Param::new(weight.detach().set_requires_grad(true)),
-            bias: Param::new(bias.detach().set_requires_grad(true)),
+            weight: trainable(weight),
+            bias: bias.map(trainable),
         })
     }
 
     /// `x W^T + b` for `x` [.., in].
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight.tensor(), Some(&self.bias.tensor()))
+        let bias = self.bias.as_ref().map(Param::tensor);
+        x.linear(&self.weight.tensor(), bias.as_ref())
     }
 
-    /// `{name}.weight` and `{name}.bias`.
+    /// `{name}.weight` and (if present) `{name}.bias`.
     pub fn named_params(&self) -> Vec<NamedParam> {
-        vec![
-            NamedParam {
-                name: format!("{}.weight", self.name),
-                param: self.weight.clone(),
-            },
-            NamedParam {
+        let mut out = vec![NamedParam {
+            name: format!("{}.weight", self.name),
+            param: self.weight.clone(),
+        }];
+        if let Some(bias) = &self.bias {
+            out.push(NamedParam {
                 name: format!("{}.bias", self.name),
-                param: self.bias.clone(),
-            },
-        ]
+                param: bias.clone(),
+            });
+        }
+        out
     }
 }
 
@@ -244,10 +300,12 @@ pub enum AttentionImpl {
     Fused,
 }
 
-/// Multi-head attention core on already projected, head-split tensors.
+/// Multi-head attention core on already projected, head-split tensors, scaled by
+/// `1/sqrt(head_dim)`.
 ///
-/// `q`, `k`, `v`: [b, heads, s, d]; `mask_bias`: additive [b, 1, 1 or s, s] (0 where
-/// attending is allowed, a very negative number elsewhere). Returns [b, heads, s, d].
+/// `q`: [b, heads, s_q, d]; `k`, `v`: [b, heads, s_k, d]; `mask_bias`: additive
+/// [b, 1, 1 or s_q, s_k] (0 where attending is allowed, a very negative number elsewhere).
+/// Returns [b, heads, s_q, d].
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -259,6 +317,21 @@ pub fn attention(
 ) -> Tensor {
     let head_dim = q.size()[3];
     let scale = (head_dim as f64).powf(-0.5);
+    attention_scaled(q, k, v, mask_bias, scale, dropout_p, train, imp)
+}
+
+/// [`attention`] with an explicit score scale (GPT-2 can also divide by the layer index).
+#[allow(clippy::too_many_arguments)]
+pub fn attention_scaled(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask_bias: Option<&Tensor>,
+    scale: f64,
+    dropout_p: f64,
+    train: bool,
+    imp: AttentionImpl,
+) -> Tensor {
     match imp {
         AttentionImpl::Eager => {
             let scores = q.matmul(&k.transpose(-1, -2)) * scale;
@@ -285,14 +358,36 @@ pub fn attention(
 /// The additive attention bias [b, 1, 1, s] from a 0/1 padding mask [b, s]: 0 where the
 /// mask is 1, the kind's most negative finite value where it is 0 (as Hugging Face does).
 pub fn padding_mask_bias(mask: &Tensor, kind: Kind) -> Tensor {
-    let min = match kind {
+    let min = most_negative(kind);
+    let keep = mask.to_kind(kind).unsqueeze(1).unsqueeze(1);
+    (keep.ones_like() - keep) * min
+}
+
+/// The additive bias [b, 1, q, k] of causal attention over a cache: `q` new queries at
+/// absolute positions `k - q .. k` may attend to key `j` when `j <= ` their position and
+/// `mask[b, j]` is 1 (`mask`: 0/1 [b, k] covering cached and new tokens). Disallowed
+/// entries get the kind's most negative finite value.
+pub fn causal_mask_bias(mask: &Tensor, queries: i64, kind: Kind) -> Tensor {
+    let keys = mask.size()[1];
+    let device = mask.device();
+    let q_pos = Tensor::arange_start(keys - queries, keys, (Kind::Int64, device)).unsqueeze(1);
+    let k_pos = Tensor::arange(keys, (Kind::Int64, device)).unsqueeze(0);
+    // [q, k] & [b, 1, 1, k] -> [b, 1, q, k]
+    let causal = k_pos.le_tensor(&q_pos).unsqueeze(0).unsqueeze(0);
+    let allowed = causal.logical_and(&mask.ne(0).unsqueeze(1).unsqueeze(1));
+    let zero = Tensor::zeros([], (kind, device));
+    let min = Tensor::full([], most_negative(kind), (kind, device));
+    zero.where_self(&allowed, &min)
+}
+
+/// The most negative finite value of a floating kind (Hugging Face's mask value).
+pub fn most_negative(kind: Kind) -> f64 {
+    match kind {
         Kind::Double => f64::MIN,
         Kind::Half => -65504.0,
         Kind::BFloat16 => -3.389_531_389_251_535e38,
         _ => f32::MIN as f64,
-    };
-    let keep = mask.to_kind(kind).unsqueeze(1).unsqueeze(1);
-    (keep.ones_like() - keep) * min
+    }
 }
 
 #[cfg(test)]

@@ -50,16 +50,23 @@
 
 pub mod bert;
 pub mod config;
+pub mod decoder;
 pub mod encoder;
 pub mod error;
+pub mod generate;
+pub mod gpt2;
 pub mod layers;
+pub mod llama;
 pub mod load;
 pub mod model;
 pub mod peft;
+pub mod rope;
 pub mod weights;
 
 pub use config::{Architecture, RawConfig};
+pub use decoder::{CausalLm, DecoderModel, KvCache};
 pub use error::{Error, Result};
+pub use generate::{Generation, GenerationConfig, generate};
 pub use layers::AttentionImpl;
 pub use load::{LoadOptions, load_model, tokenizer_path};
 pub use model::{IGNORE_INDEX, Model, ModelInput, ModelOutput, Task};

@@ -10,6 +10,7 @@ use crate::layers::AttentionImpl;
 use crate::model::{Model, Task};
 use crate::weights::SafeTensorStore;
 use crate::{Error, Result};
+use crate::{gpt2, llama};
 
 /// Name of the tokenizer file inside a model directory.
 pub const TOKENIZER_FILE: &str = "tokenizer.json";
@@ -44,7 +45,8 @@ impl Default for LoadOptions {
 }
 
 impl LoadOptions {
-    fn validate(&self) -> Result<()> {
+    /// Checks that the kinds are usable.
+    pub fn validate(&self) -> Result<()> {
         if !matches!(self.kind, Kind::Float | Kind::Double) {
             return Err(Error::InvalidArgument {
                 what: "kind",
@@ -78,6 +80,8 @@ pub fn load_model(dir: &Path, task: Task, options: &LoadOptions) -> Result<Box<d
         Architecture::Bert | Architecture::Roberta => {
             Ok(Box::new(EncoderModel::load(&raw, &store, task, options)?))
         }
+        Architecture::Gpt2 => Ok(Box::new(gpt2::load(&raw, &store, task, options)?)),
+        Architecture::Llama => Ok(Box::new(llama::load(&raw, &store, task, options)?)),
     }
 }
 

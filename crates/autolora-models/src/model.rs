@@ -10,6 +10,7 @@ use autolora_core::{Adapter, Gate, LoraConfig, LoraLinear, NamedParam};
 use tch::{Device, Kind, Tensor};
 
 use crate::config::Architecture;
+use crate::decoder::CausalLm;
 use crate::layers::AttentionImpl;
 use crate::{Error, Result};
 
@@ -147,6 +148,11 @@ pub trait Model {
 
     /// The task head's trainable parameters (`classifier.weight`, ...).
     fn head_params(&self) -> Vec<NamedParam>;
+
+    /// This model as a step-by-step language model for generation, if it has an LM head.
+    fn as_causal_lm(&self) -> Option<&dyn CausalLm> {
+        None
+    }
 
     /// The task loss for `logits` as returned by [`forward_t`](Self::forward_t):
     /// cross-entropy ignoring [`IGNORE_INDEX`] (labels i64), or MSE (regression, labels

@@ -1,13 +1,15 @@
-"""Builds the tiny random BERT and RoBERTa checkpoints under ../fixtures and their reference
-outputs from PyPI `transformers` (4.57.1) and `peft` (0.17.1) on `torch` 2.11.0.
+"""Builds the tiny random BERT, RoBERTa, GPT-2 and Llama checkpoints under ../fixtures and
+their reference outputs from PyPI `transformers` (4.57.1) and `peft` (0.17.1) on `torch` 2.11.0.
 
-Run from anywhere with the project's Python:
-    python crates/autolora-models/tests/reference/gen_parity.py
+Run from anywhere with the project's Python (optionally naming families: bert roberta gpt2 llama):
+    python crates/autolora-models/tests/reference/gen_parity.py [FAMILY ...]
 
 Every folder under fixtures/ is a Hugging Face model directory (config.json + safetensors)
 or a PEFT adapter directory, plus `reference.safetensors` holding the inputs and the outputs
-the Rust tests must reproduce (eval mode, eager attention, float32). Everything is seeded,
-so rerunning rewrites identical files.
+the Rust tests must reproduce (eval mode, eager attention, float32). Decoder fixtures also hold
+generation references: greedy continuations with the logits of every step, and beam-search
+continuations (`generate` with num_beams, length_penalty, no_repeat_ngram_size, an EOS token).
+Everything is seeded, so rerunning rewrites identical files.
 """
 
 import json
@@ -18,6 +20,12 @@ import torch
 from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import (
+    GPT2Config,
+    GPT2ForSequenceClassification,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    LlamaForSequenceClassification,
     BertConfig,
     BertForSequenceClassification,
     BertForTokenClassification,
@@ -58,7 +66,7 @@ def randomize(model, seed):
     with torch.no_grad():
         for name, p in model.named_parameters():
             noise = torch.randn(p.shape, generator=gen)
-            if name.endswith("LayerNorm.weight"):
+            if name.endswith(("LayerNorm.weight", "ln_1.weight", "ln_2.weight", "ln_f.weight", "norm.weight")):
                 p.copy_(1.0 + 0.1 * noise)
             else:
                 p.copy_(0.2 * noise)
@@ -259,11 +267,250 @@ def roberta():
     )
 
 
+def causal_inputs(lengths, seq, seed, vocab=64):
+    """Right-padded batch (pad id 0) with LM labels: the ids, -100 on padding."""
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, vocab, (len(lengths), seq), generator=gen)
+    mask = torch.zeros(len(lengths), seq, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    ids = torch.where(mask.bool(), ids, torch.zeros_like(ids))
+    labels = torch.where(mask.bool(), ids, torch.full_like(ids, -100))
+    return ids, mask, labels
+
+
+def run_causal(model, ids, mask, labels=None):
+    model.eval()
+    extra = {} if labels is None else {"labels": labels}
+    with torch.no_grad():
+        return model(input_ids=ids, attention_mask=mask, output_hidden_states=True, **extra)
+
+
+def generation_references(model, prompt, steps, beams):
+    """Greedy steps (ids and per-step logits, no EOS) and a beam search whose EOS token is one
+    the greedy run produced, so that stopping at EOS is exercised."""
+    model.eval()
+    mask = torch.ones_like(prompt)
+    with torch.no_grad():
+        greedy = model.generate(
+            prompt,
+            attention_mask=mask,
+            max_new_tokens=steps,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=None,
+            pad_token_id=0,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+    greedy_ids = greedy.sequences[0, prompt.shape[1] :]
+    eos = int(greedy_ids[2])
+    with torch.no_grad():
+        beam = model.generate(
+            prompt,
+            attention_mask=mask,
+            max_new_tokens=beams["max_new_tokens"],
+            do_sample=False,
+            num_beams=beams["num_beams"],
+            length_penalty=beams["length_penalty"],
+            no_repeat_ngram_size=beams["no_repeat_ngram_size"],
+            early_stopping=False,
+            eos_token_id=eos,
+            pad_token_id=0,
+        )
+    beam_ids = beam[0, prompt.shape[1] :]
+    # Trailing fill after EOS is not part of the hypothesis.
+    hits = (beam_ids == eos).nonzero()
+    if len(hits):
+        beam_ids = beam_ids[: int(hits[0]) + 1]
+    print(f"  greedy {greedy_ids.tolist()}, beam (eos {eos}) {beam_ids.tolist()}")
+    return dict(
+        gen_prompt=prompt,
+        gen_greedy=greedy_ids,
+        gen_greedy_logits=torch.stack([l[0] for l in greedy.logits]),
+        gen_beam=beam_ids,
+        gen_beam_settings=torch.tensor(
+            [beams["num_beams"], beams["max_new_tokens"], beams["no_repeat_ngram_size"], eos]
+        ),
+        gen_beam_length_penalty=torch.tensor(beams["length_penalty"], dtype=torch.float64),
+    )
+
+
+BEAMS = dict(num_beams=4, max_new_tokens=10, length_penalty=0.9, no_repeat_ngram_size=2)
+
+
+def causal_fixture(model, name, ids, mask, labels, prompt):
+    folder = save_model(model, name)
+    out = run_causal(model, ids, mask, labels)
+    print(name)
+    refs = dict(
+        input_ids=ids,
+        attention_mask=mask,
+        labels=labels,
+        last_hidden_state=out.hidden_states[-1],
+        logits=out.logits,
+        loss=out.loss,
+    )
+    refs.update(generation_references(model, prompt, 6, BEAMS))
+    save_reference(folder, refs)
+
+
+def causal_lora_fixture(base, name, targets, rank_pattern, ids, mask, prompt, seed, fan_in_fan_out=False):
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        target_modules=targets,
+        rank_pattern=rank_pattern,
+        fan_in_fan_out=fan_in_fan_out,
+        task_type="CAUSAL_LM",
+    )
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(base, config)
+    perturb_lora(peft_model, seed)
+    out = run_causal(peft_model, ids, mask)
+    folder = OUT / name
+    shutil.rmtree(folder, ignore_errors=True)
+    peft_model.save_pretrained(folder)
+    (folder / "README.md").unlink()
+    print(name)
+    refs = dict(input_ids=ids, attention_mask=mask, last_hidden_state=out.hidden_states[-1], logits=out.logits)
+    # Greedy steps of the adapted model (the cache path with LoRA active).
+    refs.update(generation_references(peft_model, prompt, 6, BEAMS))
+    save_reference(folder, refs)
+
+
+def gpt2():
+    ids, mask, labels = causal_inputs([7, 5, 3], 7, seed=3)
+    prompt = torch.tensor([[5, 17, 42, 8, 23]])
+    common = dict(
+        vocab_size=64,
+        n_positions=32,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        n_inner=37,
+        activation_function="gelu_new",
+        layer_norm_epsilon=1e-5,
+        bos_token_id=1,
+        eos_token_id=2,
+        attn_implementation="eager",
+    )
+
+    torch.manual_seed(30)
+    lm = GPT2LMHeadModel(GPT2Config(**common))
+    randomize(lm, 30)
+    causal_fixture(lm, "gpt2-tiny-lm", ids, mask, labels, prompt)
+    causal_lora_fixture(
+        lm, "gpt2-tiny-lm-lora", ["c_attn"], {"h.1.attn.c_attn": 2}, ids, mask, prompt, seed=31, fan_in_fan_out=True
+    )
+
+    torch.manual_seed(32)
+    seq = GPT2ForSequenceClassification(GPT2Config(num_labels=3, pad_token_id=0, **common))
+    randomize(seq, 32)
+    folder = save_model(seq, "gpt2-tiny-seqcls")
+    seq_labels = torch.tensor([2, 0, 1])
+    out = run_causal(seq, ids, mask, seq_labels)
+    save_reference(
+        folder,
+        dict(
+            input_ids=ids,
+            attention_mask=mask,
+            last_hidden_state=out.hidden_states[-1],
+            logits=out.logits,
+            labels=seq_labels,
+            loss=out.loss,
+        ),
+    )
+
+
+def llama():
+    ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=4)
+    prompt = torch.tensor([[9, 31, 4, 50, 12]])
+    common = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        bos_token_id=1,
+        eos_token_id=2,
+        attn_implementation="eager",
+    )
+
+    # Grouped-query attention (4 query heads share 2 key/value heads), separate LM head.
+    torch.manual_seed(40)
+    gqa = LlamaForCausalLM(
+        LlamaConfig(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, rope_theta=10000.0, **common)
+    )
+    randomize(gqa, 40)
+    causal_fixture(gqa, "llama-tiny-gqa", ids, mask, labels, prompt)
+    causal_lora_fixture(
+        gqa,
+        "llama-tiny-gqa-lora",
+        ["q_proj", "v_proj"],
+        {"layers.1.self_attn.v_proj": 2},
+        ids,
+        mask,
+        prompt,
+        seed=41,
+    )
+
+    # Tied embeddings, one key/value head, explicit head_dim, q/k/v/o biases and Llama-3
+    # rotary scaling.
+    torch.manual_seed(42)
+    tied = LlamaForCausalLM(
+        LlamaConfig(
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            head_dim=16,
+            tie_word_embeddings=True,
+            attention_bias=True,
+            rope_theta=500000.0,
+            rope_scaling=dict(
+                rope_type="llama3",
+                factor=8.0,
+                low_freq_factor=1.0,
+                high_freq_factor=4.0,
+                original_max_position_embeddings=16,
+            ),
+            **common,
+        )
+    )
+    randomize(tied, 42)
+    causal_fixture(tied, "llama-tiny-tied", ids, mask, labels, prompt)
+
+    torch.manual_seed(43)
+    seq = LlamaForSequenceClassification(
+        LlamaConfig(num_attention_heads=4, num_key_value_heads=2, num_labels=3, pad_token_id=0, **common)
+    )
+    randomize(seq, 43)
+    folder = save_model(seq, "llama-tiny-seqcls")
+    seq_labels = torch.tensor([1, 2, 0])
+    out = run_causal(seq, ids, mask, seq_labels)
+    save_reference(
+        folder,
+        dict(
+            input_ids=ids,
+            attention_mask=mask,
+            last_hidden_state=out.hidden_states[-1],
+            logits=out.logits,
+            labels=seq_labels,
+            loss=out.loss,
+        ),
+    )
+
+
+FAMILIES = dict(bert=bert, roberta=roberta, gpt2=gpt2, llama=llama)
+
 if __name__ == "__main__":
+    import sys
+
     torch.set_num_threads(1)
     OUT.mkdir(parents=True, exist_ok=True)
-    bert()
-    roberta()
+    for family in sys.argv[1:] or list(FAMILIES):
+        FAMILIES[family]()
     for folder in sorted(OUT.iterdir()):
         size = sum(f.stat().st_size for f in folder.iterdir())
         print(f"{folder.name}: {sorted(f.name for f in folder.iterdir())} ({size} bytes)")

@@ -1,0 +1,448 @@
+//! The Llama family (Hugging Face `LlamaModel` layout, body of `LlamaForCausalLM` and
+//! friends): RMSNorm, rotary embeddings, grouped-query attention, SwiGLU feed-forward.
+//!
+//! Module paths equal checkpoint keys without the `model.` prefix: `embed_tokens`,
+//! `layers.N.input_layernorm`, `layers.N.self_attn.{q,k,v,o}_proj`,
+//! `layers.N.post_attention_layernorm`, `layers.N.mlp.{gate,up,down}_proj`, `norm`. The LM
+//! head is `lm_head` (outside the prefix) or, with `tie_word_embeddings`, the token
+//! embedding.
+
+use autolora_core::LoraLinear;
+use tch::{Kind, Tensor};
+
+use crate::bert::load_linear;
+use crate::config::{Architecture, RawConfig};
+use crate::decoder::{
+    BodyInput, DecoderBody, DecoderModel, DecoderSpec, HeadSpec, KvCache, TokenIds,
+};
+use crate::layers::{Activation, AttentionImpl, Embedding, RmsNorm, attention};
+use crate::load::LoadOptions;
+use crate::model::Task;
+use crate::rope::{self, RopeScaling, Rotary};
+use crate::weights::{TensorSource, WeightLoader};
+use crate::{Error, Result};
+
+fn default_act() -> Activation {
+    Activation::Silu
+}
+fn default_max_positions() -> i64 {
+    2048
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10000.0
+}
+fn default_init_range() -> f64 {
+    0.02
+}
+
+/// A Llama `config.json` (Hugging Face field names; optional ones default as in
+/// `transformers`).
+#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+pub struct LlamaConfig {
+    /// Vocabulary size.
+    pub vocab_size: i64,
+    /// Width of the hidden states.
+    pub hidden_size: i64,
+    /// Width of the SwiGLU feed-forward layer.
+    pub intermediate_size: i64,
+    /// Number of transformer layers.
+    pub num_hidden_layers: i64,
+    /// Query heads per layer.
+    pub num_attention_heads: i64,
+    /// Key/value heads per layer (grouped-query attention); `num_attention_heads` when absent.
+    #[serde(default)]
+    pub num_key_value_heads: Option<i64>,
+    /// Width of one head; `hidden_size / num_attention_heads` when absent.
+    #[serde(default)]
+    pub head_dim: Option<i64>,
+    /// Feed-forward gate activation (`silu`).
+    #[serde(default = "default_act")]
+    pub hidden_act: Activation,
+    /// The context length the model was trained for (informational: rotary embeddings have
+    /// no table).
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: i64,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// Rotary base.
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    /// Rotary frequency rescaling (`linear`, `llama3`).
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    /// Whether the q/k/v/o projections have biases.
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// Whether the feed-forward projections have biases.
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// Dropout on attention probabilities.
+    #[serde(default)]
+    pub attention_dropout: f64,
+    /// Whether the LM head is the token embedding.
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Standard deviation of freshly initialised head weights.
+    #[serde(default = "default_init_range")]
+    pub initializer_range: f64,
+    /// Dropout before the token-classification head (0.1 when absent).
+    #[serde(default)]
+    pub classifier_dropout: Option<f64>,
+    /// Beginning-of-sequence token.
+    #[serde(default)]
+    pub bos_token_id: Option<i64>,
+    /// End-of-sequence token(s).
+    #[serde(default)]
+    pub eos_token_id: Option<TokenIds>,
+    /// Padding token, if any.
+    #[serde(default)]
+    pub pad_token_id: Option<i64>,
+}
+
+impl LlamaConfig {
+    /// Fields a usable config must have.
+    pub const REQUIRED: &'static [&'static str] = &[
+        "vocab_size",
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+    ];
+
+    /// Parses and validates a raw config.
+    pub fn from_raw(raw: &RawConfig) -> Result<Self> {
+        let config: LlamaConfig = raw.parse_as(Self::REQUIRED)?;
+        config.validate().map_err(|what| Error::BadConfig {
+            path: raw.path.clone(),
+            what,
+        })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("num_key_value_heads", self.kv_heads()),
+            ("head_dim", self.head_width()),
+        ] {
+            if v < 1 {
+                return Err(format!("{name} must be positive, found {v}"));
+            }
+        }
+        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.num_attention_heads % self.kv_heads() != 0 {
+            return Err(format!(
+                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                self.num_attention_heads,
+                self.kv_heads()
+            ));
+        }
+        if self.head_width() % 2 != 0 {
+            return Err(format!(
+                "head_dim {} must be even for rotary embeddings",
+                self.head_width()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Key/value heads.
+    pub fn kv_heads(&self) -> i64 {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Width of one head.
+    pub fn head_width(&self) -> i64 {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+}
+
+#[derive(Debug)]
+struct Layer {
+    input_norm: RmsNorm,
+    q: LoraLinear,
+    k: LoraLinear,
+    v: LoraLinear,
+    o: LoraLinear,
+    post_norm: RmsNorm,
+    gate: LoraLinear,
+    up: LoraLinear,
+    down: LoraLinear,
+}
+
+/// The linear layers of one layer, by path suffix, in model order.
+const LAYER_LINEARS: [&str; 7] = [
+    "self_attn.q_proj",
+    "self_attn.k_proj",
+    "self_attn.v_proj",
+    "self_attn.o_proj",
+    "mlp.gate_proj",
+    "mlp.up_proj",
+    "mlp.down_proj",
+];
+
+impl Layer {
+    fn linears(&self) -> [&LoraLinear; 7] {
+        [
+            &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
+        ]
+    }
+
+    fn linears_mut(&mut self) -> [&mut LoraLinear; 7] {
+        [
+            &mut self.q,
+            &mut self.k,
+            &mut self.v,
+            &mut self.o,
+            &mut self.gate,
+            &mut self.up,
+            &mut self.down,
+        ]
+    }
+}
+
+/// Loads a linear layer with or without bias.
+fn linear(
+    w: &mut WeightLoader,
+    name: &str,
+    (i, o): (i64, i64),
+    bias: bool,
+    storage: Kind,
+) -> Result<LoraLinear> {
+    if bias {
+        load_linear(w, name, i, o, storage)
+    } else {
+        let weight = w.get(&format!("{name}.weight"), &[o, i], storage)?;
+        Ok(LoraLinear::new(weight, None)?)
+    }
+}
+
+/// Top-level module names of the base model (for the loader's unexpected-tensor check).
+pub const BASE_MODULES: &[&str] = &["embed_tokens", "layers", "norm"];
+
+/// The Llama body; all weights frozen.
+#[derive(Debug)]
+pub struct LlamaBody {
+    config: LlamaConfig,
+    embed: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    rotary: Rotary,
+    attention: AttentionImpl,
+    kind: Kind,
+}
+
+impl LlamaBody {
+    /// Loads the body: `kind` is the computation kind (norms too), `storage` the kind of the
+    /// embedding and linear layers.
+    pub fn load(
+        w: &mut WeightLoader,
+        config: &LlamaConfig,
+        kind: Kind,
+        storage: Kind,
+    ) -> Result<Self> {
+        let h = config.hidden_size;
+        let (heads, kv, d) = (
+            config.num_attention_heads,
+            config.kv_heads(),
+            config.head_width(),
+        );
+        let eps = config.rms_norm_eps;
+        let (ab, mb) = (config.attention_bias, config.mlp_bias);
+        let i = config.intermediate_size;
+        // Older checkpoints save the rotary frequencies; they are recomputed from the config.
+        w.ignore_suffix("rotary_emb.inv_freq");
+        let embed = Embedding::load(w, "embed_tokens", config.vocab_size, h, storage, kind)?;
+        let mut layers = Vec::with_capacity(config.num_hidden_layers as usize);
+        for n in 0..config.num_hidden_layers {
+            let p = format!("layers.{n}");
+            let at = |s: &str| format!("{p}.{s}");
+            layers.push(Layer {
+                input_norm: RmsNorm::load(w, &at("input_layernorm"), h, eps, kind)?,
+                q: linear(w, &at("self_attn.q_proj"), (h, heads * d), ab, storage)?,
+                k: linear(w, &at("self_attn.k_proj"), (h, kv * d), ab, storage)?,
+                v: linear(w, &at("self_attn.v_proj"), (h, kv * d), ab, storage)?,
+                o: linear(w, &at("self_attn.o_proj"), (heads * d, h), ab, storage)?,
+                post_norm: RmsNorm::load(w, &at("post_attention_layernorm"), h, eps, kind)?,
+                gate: linear(w, &at("mlp.gate_proj"), (h, i), mb, storage)?,
+                up: linear(w, &at("mlp.up_proj"), (h, i), mb, storage)?,
+                down: linear(w, &at("mlp.down_proj"), (i, h), mb, storage)?,
+            });
+        }
+        Ok(LlamaBody {
+            config: config.clone(),
+            embed,
+            layers,
+            norm: RmsNorm::load(w, "norm", h, eps, kind)?,
+            rotary: Rotary::new(d, config.rope_theta, config.rope_scaling.as_ref())?,
+            attention: AttentionImpl::Eager,
+            kind,
+        })
+    }
+
+    /// The config.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+}
+
+/// Repeats each key/value head `n` times along dim 1 ([b, kv, s, d] -> [b, kv * n, s, d]),
+/// so query head `j` meets key/value head `j / n` (Hugging Face `repeat_kv`).
+fn repeat_kv(x: Tensor, n: i64) -> Tensor {
+    if n == 1 {
+        return x;
+    }
+    let s = x.size();
+    x.unsqueeze(2)
+        .expand([s[0], s[1], n, s[2], s[3]], false)
+        .reshape([s[0], s[1] * n, s[2], s[3]])
+}
+
+impl DecoderBody for LlamaBody {
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn hidden_size(&self) -> i64 {
+        self.config.hidden_size
+    }
+
+    fn vocab_size(&self) -> i64 {
+        self.config.vocab_size
+    }
+
+    fn token_embedding(&self) -> &Tensor {
+        self.embed.table()
+    }
+
+    fn forward(&self, input: &BodyInput, mut cache: Option<&mut KvCache>) -> Result<Tensor> {
+        let c = &self.config;
+        let size = input.ids.size();
+        let (b, s) = (size[0], size[1]);
+        let (heads, kv, d) = (c.num_attention_heads, c.kv_heads(), c.head_width());
+        let mut x = self.embed.forward(input.ids, "input_ids")?;
+        let (cos, sin) = self.rotary.cos_sin(input.positions, self.kind);
+        let train = input.train;
+        for (n, layer) in self.layers.iter().enumerate() {
+            let a = layer.input_norm.forward(&x);
+            let split = |t: Tensor, h: i64| t.view([b, s, h, d]).transpose(1, 2);
+            let q = rope::apply(&split(layer.q.forward_t(&a, train), heads), &cos, &sin);
+            let k = rope::apply(&split(layer.k.forward_t(&a, train), kv), &cos, &sin);
+            let v = split(layer.v.forward_t(&a, train), kv);
+            let (k, v) = match cache.as_deref_mut() {
+                Some(cache) => cache.append(n, k, v)?,
+                None => (k, v),
+            };
+            let ctx = attention(
+                &q,
+                &repeat_kv(k, heads / kv),
+                &repeat_kv(v, heads / kv),
+                Some(input.mask_bias),
+                c.attention_dropout,
+                train,
+                self.attention,
+            )
+            .transpose(1, 2)
+            .contiguous()
+            .view([b, s, heads * d]);
+            // Not `+=`: that would add in place into a tensor autograd saved.
+            x = &x + layer.o.forward_t(&ctx, train);
+            let m = layer.post_norm.forward(&x);
+            let gated = c.hidden_act.forward(&layer.gate.forward_t(&m, train))
+                * layer.up.forward_t(&m, train);
+            x = &x + layer.down.forward_t(&gated, train);
+        }
+        Ok(self.norm.forward(&x))
+    }
+
+    fn linear_layers(&self) -> Vec<(String, &LoraLinear)> {
+        let mut out = Vec::new();
+        for (n, layer) in self.layers.iter().enumerate() {
+            for (suffix, lin) in LAYER_LINEARS.iter().zip(layer.linears()) {
+                out.push((format!("layers.{n}.{suffix}"), lin));
+            }
+        }
+        out
+    }
+
+    fn linear_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
+        let mut out = Vec::new();
+        for (n, layer) in self.layers.iter_mut().enumerate() {
+            for (suffix, lin) in LAYER_LINEARS.iter().zip(layer.linears_mut()) {
+                out.push((format!("layers.{n}.{suffix}"), lin));
+            }
+        }
+        out
+    }
+
+    fn set_attention(&mut self, imp: AttentionImpl) {
+        self.attention = imp;
+    }
+}
+
+/// Architecture facts of Llama: `model.` prefix, [out, in] linears, LoRA on q/v.
+pub const SPEC: DecoderSpec = DecoderSpec {
+    architecture: Architecture::Llama,
+    prefix: "model.",
+    fan_in_fan_out: false,
+    default_targets: &["q_proj", "v_proj"],
+};
+
+/// Builds a Llama with the head of `task` from `store` (keys with or without `model.`).
+pub fn load(
+    raw: &RawConfig,
+    store: &dyn TensorSource,
+    task: Task,
+    options: &LoadOptions,
+) -> Result<DecoderModel> {
+    let config = LlamaConfig::from_raw(raw)?;
+    load_with_config(&config, store, task, options)
+}
+
+/// [`load`] with an already parsed config (a GGUF file builds it from its metadata).
+pub fn load_with_config(
+    config: &LlamaConfig,
+    store: &dyn TensorSource,
+    task: Task,
+    options: &LoadOptions,
+) -> Result<DecoderModel> {
+    let kind = options.kind;
+    let storage = options.base_kind.unwrap_or(kind);
+    let mut w = WeightLoader::new(
+        store,
+        &["model.", ""],
+        "embed_tokens.weight",
+        BASE_MODULES,
+        options.device,
+    )?;
+    let mut body = LlamaBody::load(&mut w, config, kind, storage)?;
+    body.set_attention(options.attention);
+    let heads = HeadSpec {
+        tied: config.tie_word_embeddings,
+        token_head: "score",
+        token_dropout: config.classifier_dropout.unwrap_or(0.1),
+        init_std: config.initializer_range,
+    };
+    DecoderModel::assemble(
+        SPEC,
+        Box::new(body),
+        w,
+        task,
+        heads,
+        (kind, storage, options.seed),
+    )
+}

@@ -1,0 +1,267 @@
+//! Numerical parity of GPT-2 and Llama with Hugging Face `transformers` and `peft` on the tiny
+//! random checkpoints made by `tests/reference/gen_parity.py`: hidden states, logits and loss
+//! of a padded batch, the logits of every cached greedy step, and the tokens of greedy and
+//! beam-search generation. Float32, eval mode; tolerance 1e-5 absolute.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, ensure};
+use autolora_models::peft::apply_peft_adapter;
+use autolora_models::{
+    AttentionImpl, CausalLm, GenerationConfig, LoadOptions, Model, ModelInput, Task, generate,
+    load_model,
+};
+use tch::{Kind, Tensor};
+
+const ATOL: f64 = 1e-5;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn reference(name: &str) -> Result<HashMap<String, Tensor>> {
+    let path = fixture(name).join("reference.safetensors");
+    Ok(Tensor::read_safetensors(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .into_iter()
+        .collect())
+}
+
+fn assert_close(what: &str, ours: &Tensor, theirs: &Tensor) -> Result<()> {
+    ensure!(
+        ours.size() == theirs.size(),
+        "{what}: shape {:?} vs reference {:?}",
+        ours.size(),
+        theirs.size()
+    );
+    let diff = (ours.to_kind(Kind::Double) - theirs.to_kind(Kind::Double))
+        .abs()
+        .max()
+        .double_value(&[]);
+    println!("{what}: max |diff| = {diff:.3e}");
+    ensure!(diff <= ATOL, "{what}: max |diff| {diff:e} > {ATOL:e}");
+    Ok(())
+}
+
+fn ids(t: &Tensor) -> Result<Vec<i64>> {
+    Ok(Vec::<i64>::try_from(t.reshape([-1]))?)
+}
+
+/// Batch forward: hidden states, logits and (where the fixture has labels) the loss.
+fn check_forward(model: &dyn Model, r: &HashMap<String, Tensor>, what: &str) -> Result<()> {
+    let out = model.forward_t(
+        &ModelInput {
+            input_ids: &r["input_ids"],
+            attention_mask: &r["attention_mask"],
+            token_type_ids: None,
+        },
+        false,
+    )?;
+    assert_close(
+        &format!("{what} hidden"),
+        &out.hidden_states,
+        &r["last_hidden_state"],
+    )?;
+    let logits = out.logits.context("no logits")?;
+    assert_close(&format!("{what} logits"), &logits, &r["logits"])?;
+    if let (Some(labels), Some(loss)) = (r.get("labels"), r.get("loss")) {
+        assert_close(&format!("{what} loss"), &model.loss(&logits, labels)?, loss)?;
+    }
+    Ok(())
+}
+
+/// The cached path, teacher-forced with the reference's greedy tokens, reproduces the logits
+/// of every greedy step; greedy and beam search reproduce the reference tokens.
+fn check_generation(lm: &dyn CausalLm, r: &HashMap<String, Tensor>, what: &str) -> Result<()> {
+    let prompt = ids(&r["gen_prompt"])?;
+    let greedy = ids(&r["gen_greedy"])?;
+    let step_logits = &r["gen_greedy_logits"];
+    let mut cache = lm.new_cache();
+    let mut fed = prompt.clone();
+    let mut next = prompt.clone();
+    for (t, &token) in greedy.iter().enumerate() {
+        let past = cache.len();
+        let n = next.len() as i64;
+        let input = Tensor::from_slice(&next).reshape([1, n]);
+        let mask = Tensor::ones([1, past + n], (Kind::Int64, tch::Device::Cpu));
+        let positions =
+            Tensor::arange_start(past, past + n, (Kind::Int64, tch::Device::Cpu)).reshape([1, n]);
+        let logits = lm.forward_cached(&input, &mask, &positions, &mut cache)?;
+        assert_close(
+            &format!("{what} cached step {t}"),
+            &logits.select(1, n - 1).squeeze(),
+            &step_logits.get(t as i64),
+        )?;
+        fed.push(token);
+        next = vec![token];
+    }
+    ensure!(cache.len() as usize == fed.len() - 1, "cache length");
+
+    let ours = generate(lm, &prompt, &GenerationConfig::greedy(greedy.len(), vec![]))?;
+    ensure!(
+        ours.tokens == greedy,
+        "{what} greedy: ours {:?}, reference {greedy:?}",
+        ours.tokens
+    );
+    println!("{what} greedy tokens {:?} match", ours.tokens);
+
+    let settings = ids(&r["gen_beam_settings"])?;
+    let config = GenerationConfig {
+        max_new_tokens: settings[1] as usize,
+        num_beams: settings[0] as usize,
+        length_penalty: r["gen_beam_length_penalty"].double_value(&[]),
+        no_repeat_ngram_size: settings[2] as usize,
+        eos_token_ids: vec![settings[3]],
+    };
+    let beam = generate(lm, &prompt, &config)?;
+    let expected = ids(&r["gen_beam"])?;
+    ensure!(
+        beam.tokens == expected,
+        "{what} beam search: ours {:?}, reference {expected:?}",
+        beam.tokens
+    );
+    println!(
+        "{what} beam tokens {:?} match (score {:.4}, eos {})",
+        beam.tokens, beam.score, beam.ended_with_eos
+    );
+    Ok(())
+}
+
+fn check_lm(dir: &str, adapter: Option<&str>) -> Result<Box<dyn Model>> {
+    let mut model = load_model(&fixture(dir), Task::CausalLm, &LoadOptions::default())?;
+    let name = match adapter {
+        Some(a) => {
+            apply_peft_adapter(model.as_mut(), &fixture(a))?;
+            a
+        }
+        None => dir,
+    };
+    let r = reference(name)?;
+    check_forward(model.as_ref(), &r, name)?;
+    let lm = model.as_causal_lm().context("no LM head")?;
+    check_generation(lm, &r, name)?;
+    Ok(model)
+}
+
+#[test]
+fn gpt2_causal_lm() -> Result<()> {
+    let model = check_lm("gpt2-tiny-lm", None)?;
+    assert_eq!(model.default_lora_targets(), ["c_attn"]);
+    assert!(model.peft_fan_in_fan_out());
+    assert!(model.head_params().is_empty());
+    Ok(())
+}
+
+#[test]
+fn gpt2_with_peft_lora_on_conv1d() -> Result<()> {
+    let model = check_lm("gpt2-tiny-lm", Some("gpt2-tiny-lm-lora"))?;
+    let ranks: Vec<(String, i64)> = model
+        .adapted_layers()
+        .into_iter()
+        .map(|(n, l)| (n, l.adapter().map_or(0, |a| a.rank())))
+        .collect();
+    assert_eq!(
+        ranks,
+        [
+            ("h.0.attn.c_attn".to_string(), 4),
+            ("h.1.attn.c_attn".to_string(), 2)
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn gpt2_sequence_classification() -> Result<()> {
+    let model = load_model(
+        &fixture("gpt2-tiny-seqcls"),
+        Task::SequenceClassification { num_labels: 3 },
+        &LoadOptions::default(),
+    )?;
+    check_forward(
+        model.as_ref(),
+        &reference("gpt2-tiny-seqcls")?,
+        "gpt2 seqcls",
+    )?;
+    let names: Vec<String> = model.head_params().into_iter().map(|p| p.name).collect();
+    assert_eq!(names, ["score.weight"]);
+    Ok(())
+}
+
+#[test]
+fn llama_grouped_query_untied() -> Result<()> {
+    let model = check_lm("llama-tiny-gqa", None)?;
+    assert_eq!(model.default_lora_targets(), ["q_proj", "v_proj"]);
+    Ok(())
+}
+
+#[test]
+fn llama_tied_llama3_rope_with_biases() -> Result<()> {
+    check_lm("llama-tiny-tied", None)?;
+    Ok(())
+}
+
+#[test]
+fn llama_with_peft_lora() -> Result<()> {
+    check_lm("llama-tiny-gqa", Some("llama-tiny-gqa-lora"))?;
+    Ok(())
+}
+
+#[test]
+fn llama_sequence_classification() -> Result<()> {
+    let model = load_model(
+        &fixture("llama-tiny-seqcls"),
+        Task::SequenceClassification { num_labels: 3 },
+        &LoadOptions::default(),
+    )?;
+    check_forward(
+        model.as_ref(),
+        &reference("llama-tiny-seqcls")?,
+        "llama seqcls",
+    )
+}
+
+#[test]
+fn fused_attention_matches_eager_in_decoders() -> Result<()> {
+    for dir in ["gpt2-tiny-lm", "llama-tiny-gqa"] {
+        let mut model = load_model(&fixture(dir), Task::CausalLm, &LoadOptions::default())?;
+        model.set_attention(AttentionImpl::Fused);
+        check_forward(model.as_ref(), &reference(dir)?, &format!("{dir} fused"))?;
+    }
+    Ok(())
+}
+
+#[test]
+fn cached_steps_equal_the_full_forward() -> Result<()> {
+    let model = load_model(
+        &fixture("llama-tiny-gqa"),
+        Task::CausalLm,
+        &LoadOptions::default(),
+    )?;
+    let lm = model.as_causal_lm().context("LM")?;
+    let seq = Tensor::from_slice(&[9i64, 31, 4, 50, 12, 7, 3]).reshape([1, 7]);
+    let full = model
+        .forward_t(
+            &ModelInput {
+                input_ids: &seq,
+                attention_mask: &seq.ones_like(),
+                token_type_ids: None,
+            },
+            false,
+        )?
+        .logits
+        .context("logits")?;
+    // Prefill four tokens, then one at a time.
+    let mut cache = lm.new_cache();
+    let mut pieces = Vec::new();
+    for (start, len) in [(0, 4), (4, 1), (5, 1), (6, 1)] {
+        let ids = seq.narrow(1, start, len);
+        let mask = Tensor::ones([1, start + len], (Kind::Int64, tch::Device::Cpu));
+        let pos = Tensor::arange_start(start, start + len, (Kind::Int64, tch::Device::Cpu))
+            .reshape([1, len]);
+        pieces.push(lm.forward_cached(&ids, &mask, &pos, &mut cache)?);
+    }
+    assert_close("cached vs full", &Tensor::cat(&pieces, 1), &full)
+}
