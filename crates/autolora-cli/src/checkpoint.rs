@@ -57,7 +57,7 @@ impl Checkpoint {
                     target.size()
                 );
             }
-            target.f_copy_(&stored)?;
+            target.f_copy_(stored)?;
         }
         Ok(())
     }

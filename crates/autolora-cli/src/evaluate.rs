@@ -15,9 +15,8 @@ pub type Scores = BTreeMap<String, BTreeMap<String, f64>>;
 /// Scores `model` on the dev split and, when the task has one, the test split.
 pub fn all(model: &dyn Model, session: &Session) -> Result<Scores> {
     let mut scores = Scores::new();
-    let data = &session.data;
-    for set in std::iter::once(&data.dev).chain(data.test.as_ref()) {
-        scores.insert(set.name.clone(), split(model, set, &data.spec)?);
+    for set in &session.data.evals {
+        scores.insert(set.name.clone(), split(model, set, &session.data.spec)?);
     }
     Ok(scores)
 }
@@ -36,8 +35,64 @@ pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeM
             out.insert("truncated_words".to_string(), set.truncated_words as f64);
             Ok(out)
         }
+        TaskSpec::Classification { glue, .. } => {
+            let (predicted, gold) =
+                sequence_outputs(model, set, |logits| logits.argmax(-1, false))?;
+            let predicted: Vec<usize> = predicted.iter().map(|&p| p as usize).collect();
+            let gold: Vec<usize> = gold.iter().map(|&g| g as usize).collect();
+            let pairs = match glue {
+                Some(task) => task.score_classes(&predicted, &gold)?,
+                None => vec![(
+                    "accuracy",
+                    autolora_data::metrics::accuracy(&predicted, &gold)?,
+                )],
+            };
+            Ok(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+        }
+        TaskSpec::Regression => {
+            let (predicted, gold) = sequence_outputs(model, set, |logits| logits.reshape([-1]))?;
+            let mut out = BTreeMap::new();
+            out.insert(
+                "pearson".to_string(),
+                autolora_data::metrics::pearson(&predicted, &gold)?,
+            );
+            out.insert(
+                "spearman".to_string(),
+                autolora_data::metrics::spearman(&predicted, &gold)?,
+            );
+            Ok(out)
+        }
     }
 }
+
+/// Per-example predictions (`reduce` turns the logits into one value per example) and gold
+/// labels, as f64.
+fn sequence_outputs(
+    model: &dyn Model,
+    set: &EvalSet,
+    reduce: impl Fn(&Tensor) -> Tensor,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let (mut predicted, mut gold) = (Vec::new(), Vec::new());
+    for batch in &set.batches {
+        let out = model.forward_t(&batch.input(), false)?;
+        let logits = out
+            .logits
+            .ok_or_else(|| anyhow::anyhow!("the model has no task head"))?;
+        let cpu = |t: Tensor| {
+            Vec::<f64>::try_from(
+                t.to_device(tch::Device::Cpu)
+                    .to_kind(Kind::Double)
+                    .reshape([-1]),
+            )
+        };
+        predicted.extend(cpu(reduce(&logits))?);
+        gold.extend(cpu(batch.labels.shallow_clone())?);
+    }
+    Ok((predicted, gold))
+}
+
+/// One sentence's tags.
+type Tags = Vec<String>;
 
 /// Word-level gold and predicted tags: the positions the labels mark (first sub-token of
 /// each word), in example order.
@@ -45,7 +100,7 @@ fn tagging_predictions(
     model: &dyn Model,
     set: &EvalSet,
     labels: &[String],
-) -> Result<(Vec<Vec<String>>, Vec<Vec<String>>)> {
+) -> Result<(Vec<Tags>, Vec<Tags>)> {
     let (mut gold, mut predicted) = (Vec::new(), Vec::new());
     for batch in &set.batches {
         let out = model.forward_t(&batch.input(), false)?;

@@ -162,13 +162,25 @@ pub fn print_scores(label: &str, outcome: &TrainOutcome) {
 
 fn summary_table(session: &Session, summary: &Summary) -> String {
     let metric = session.data.spec.metric_name();
+    let splits: Vec<&str> = session
+        .data
+        .evals
+        .iter()
+        .map(|e| e.name.as_str())
+        .take(2)
+        .collect();
+    let column = |i: usize| {
+        splits
+            .get(i)
+            .map_or("-".to_string(), |s| format!("{s} {metric}"))
+    };
     let mut out = format!(
-        "{:<14} {:>12} {:>12} {:>10} {:>10} {:>8}\n",
+        "{:<14} {:>12} {:>12} {:>18} {:>18} {:>8}\n",
         "method",
         "LoRA params",
         "trainable",
-        &format!("dev {metric}"),
-        "test",
+        column(0),
+        column(1),
         "train s"
     );
     let score = |s: &Scores, split: &str| {
@@ -178,12 +190,12 @@ fn summary_table(session: &Session, summary: &Summary) -> String {
     };
     for entry in std::iter::once(&summary.autolora).chain(summary.baseline.as_ref()) {
         out += &format!(
-            "{:<14} {:>12} {:>12} {:>10} {:>10} {:>8.0}\n",
+            "{:<14} {:>12} {:>12} {:>18} {:>18} {:>8.0}\n",
             entry.label,
             entry.lora_params,
             entry.trainable_params,
-            score(entry.scores, "dev"),
-            score(entry.scores, "test"),
+            score(entry.scores, splits.first().copied().unwrap_or("-")),
+            score(entry.scores, splits.get(1).copied().unwrap_or("-")),
             entry.train_seconds
         );
     }

@@ -6,8 +6,11 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use autolora_data::batch::{Batch, BatchConfig, batches, eval_plan, training_plan};
-use autolora_data::split::{SplitConfig, split};
-use autolora_data::tokenize::{EncodedSet, TextTokenizer};
+use autolora_data::example::{TaskKind, TextSplit};
+use autolora_data::glue::{GlueFile, GlueOptions, GlueTask};
+use autolora_data::sentiment::SentimentTask;
+use autolora_data::split::{SplitConfig, split, stratified_split};
+use autolora_data::tokenize::{EncodedSet, Target, TextTokenizer};
 use tch::Device;
 
 use crate::batches::{DeviceBatch, StepBatches};
@@ -21,6 +24,15 @@ pub enum TaskSpec {
         /// Tag names in id order (IOB2).
         labels: Vec<String>,
     },
+    /// One class per sentence or pair.
+    Classification {
+        /// Class names in id order.
+        labels: Vec<String>,
+        /// The GLUE task whose official metrics apply; `None`: accuracy.
+        glue: Option<GlueTask>,
+    },
+    /// One score per sentence or pair, scored by Pearson and Spearman correlation.
+    Regression,
 }
 
 impl TaskSpec {
@@ -30,6 +42,12 @@ impl TaskSpec {
             TaskSpec::Tagging { labels } => autolora_models::Task::TokenClassification {
                 num_labels: labels.len() as i64,
             },
+            TaskSpec::Classification { labels, .. } => {
+                autolora_models::Task::SequenceClassification {
+                    num_labels: labels.len() as i64,
+                }
+            }
+            TaskSpec::Regression => autolora_models::Task::Regression,
         }
     }
 
@@ -37,6 +55,12 @@ impl TaskSpec {
     pub fn metric_name(&self) -> &'static str {
         match self {
             TaskSpec::Tagging { .. } => "entity_f1",
+            TaskSpec::Classification {
+                glue: Some(GlueTask::Cola),
+                ..
+            } => "matthews",
+            TaskSpec::Classification { .. } => "accuracy",
+            TaskSpec::Regression => "pearson",
         }
     }
 }
@@ -61,10 +85,9 @@ pub struct TaskData {
     pub search_val: StepBatches,
     /// The whole training set (retrain and plain LoRA).
     pub train: StepBatches,
-    /// The official development set.
-    pub dev: EvalSet,
-    /// The official test set, when the task has labelled test data.
-    pub test: Option<EvalSet>,
+    /// The evaluation splits: the official development set first (MNLI: matched, then
+    /// mismatched), then the test set where it has labels.
+    pub evals: Vec<EvalSet>,
 }
 
 impl TaskData {
@@ -73,9 +96,19 @@ impl TaskData {
         let tokenizer_path = autolora_models::tokenizer_path(model_dir)
             .with_context(|| format!("{} has no tokenizer.json", model_dir.display()))?;
         let tokenizer = TextTokenizer::from_file(&tokenizer_path, config.task.max_length)?;
-        match config.task.name.as_str() {
+        let name = config.task.name.as_str();
+        match name {
             "conll" | "conll2003" => load_conll(config, &tokenizer, device),
-            other => bail!("unknown task `{other}`; known: conll"),
+            "sentiment" | "sentiment-regression" => {
+                load_sentiment(config, &tokenizer, device, name == "sentiment-regression")
+            }
+            _ => match GlueTask::from_name(name) {
+                Ok(glue) => load_glue(config, &tokenizer, device, glue),
+                Err(_) => bail!(
+                    "unknown task `{name}`; known: conll, sentiment, sentiment-regression, \
+                     cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte"
+                ),
+            },
         }
     }
 }
@@ -106,12 +139,109 @@ fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> 
         tokenizer.encode_tagged(&file.path, &file.sentences, &labels)
     };
     let train = encode(&data.train)?;
-    let dev = encode(&data.dev)?;
-    let test = encode(&data.test)?;
+    let evals = vec![
+        ("dev".into(), encode(&data.dev)?),
+        ("test".into(), encode(&data.test)?),
+    ];
     let spec = TaskSpec::Tagging {
         labels: labels.labels().to_vec(),
     };
-    assemble(config, tokenizer, device, spec, train, dev, Some(test))
+    assemble(config, tokenizer, device, spec, train, evals)
+}
+
+/// The Rotten-Tomatoes snippets: sign of the score (binary) or the score (regression), on the
+/// data crate's fixed seeded split.
+fn load_sentiment(
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+    device: Device,
+    regression: bool,
+) -> Result<TaskData> {
+    let dir = match &config.task.data_dir {
+        Some(dir) => dir.clone(),
+        None => autolora_data::assets::fetch("rotten-tomatoes")?,
+    };
+    let snippets = autolora_data::sentiment::RottenTomatoes::read_dir(&dir)?;
+    let (task, spec) = if regression {
+        (SentimentTask::Regression, TaskSpec::Regression)
+    } else {
+        let labels = vec!["negative".to_string(), "positive".to_string()];
+        let spec = TaskSpec::Classification { labels, glue: None };
+        (SentimentTask::Binary, spec)
+    };
+    let splits = snippets.split(task);
+    if splits.dropped() > 0 {
+        println!(
+            "sentiment: {} snippets with score exactly 0 left out of the binary task",
+            splits.dropped()
+        );
+    }
+    let train = encode_text(config, tokenizer, &splits.train)?;
+    let evals = vec![
+        ("dev".into(), encode_text(config, tokenizer, &splits.dev)?),
+        ("test".into(), encode_text(config, tokenizer, &splits.test)?),
+    ];
+    assemble(config, tokenizer, device, spec, train, evals)
+}
+
+/// A GLUE task from its official folder (`task.data_dir`, or the task's asset). GLUE's test
+/// labels are not public, so the dev files are the evaluation splits.
+fn load_glue(
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+    device: Device,
+    glue: GlueTask,
+) -> Result<TaskData> {
+    let dir = match &config.task.data_dir {
+        Some(dir) => dir.clone(),
+        None => autolora_data::assets::fetch(glue.asset_name())?,
+    };
+    let options = GlueOptions::default();
+    let train = encode_text(
+        config,
+        tokenizer,
+        &glue.read(&dir, GlueFile::Train, options)?,
+    )?;
+    let evals = glue
+        .eval_files()
+        .iter()
+        .map(|&file| {
+            let split = glue.read(&dir, file, options)?;
+            let name = match file {
+                GlueFile::DevMismatched => "dev_mismatched",
+                _ => "dev",
+            };
+            Ok((name.to_string(), encode_text(config, tokenizer, &split)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let spec = match glue.kind() {
+        TaskKind::Classification { labels } => TaskSpec::Classification {
+            labels,
+            glue: Some(glue),
+        },
+        TaskKind::Regression => TaskSpec::Regression,
+    };
+    assemble(config, tokenizer, device, spec, train, evals)
+}
+
+/// Tokenizes a sentence-level split after applying the configured subset limit.
+fn encode_text(
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+    split: &TextSplit,
+) -> Result<EncodedSet> {
+    let mut examples = split.examples.clone();
+    let is_train = split
+        .path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("train"));
+    let cap = if is_train {
+        config.task.train_limit
+    } else {
+        config.task.eval_limit
+    };
+    limit(&mut examples, cap, config.run.seed);
+    Ok(tokenizer.encode_examples(&examples)?)
 }
 
 /// Keeps the first `limit` items after a seeded shuffle (a reproducible random subset, in
@@ -142,18 +272,27 @@ fn assemble(
     device: Device,
     spec: TaskSpec,
     train: EncodedSet,
-    dev: EncodedSet,
-    test: Option<EncodedSet>,
+    evals: Vec<(String, EncodedSet)>,
 ) -> Result<TaskData> {
     let pad = tokenizer.pad_id();
     let seed = config.run.seed;
-    let parts = split(
-        train.examples.len(),
-        &SplitConfig {
-            validation_fraction: config.search.val_ratio,
-            seed,
-        },
-    )?;
+    let split_config = SplitConfig {
+        validation_fraction: config.search.val_ratio,
+        seed,
+    };
+    // Classification: hold out the same fraction of every class.
+    let classes: Option<Vec<usize>> = train
+        .examples
+        .iter()
+        .map(|e| match e.target {
+            Target::Class(c) => Some(c as usize),
+            _ => None,
+        })
+        .collect();
+    let parts = match classes {
+        Some(classes) if !classes.is_empty() => stratified_split(&classes, &split_config)?,
+        _ => split(train.examples.len(), &split_config)?,
+    };
     let subset = |indices: &[usize]| EncodedSet {
         examples: indices.iter().map(|&i| train.examples[i].clone()).collect(),
         truncated: 0,
@@ -175,7 +314,6 @@ fn assemble(
         train = train.examples.len(),
         search_train = parts.train.len(),
         search_val = parts.validation.len(),
-        dev = dev.examples.len(),
         "task data ready"
     );
     Ok(TaskData {
@@ -183,8 +321,10 @@ fn assemble(
         search_train: step_batches(&subset(&parts.train), config.search.batch_size, 1)?,
         search_val: step_batches(&subset(&parts.validation), config.search.batch_size, 2)?,
         train: step_batches(&train, config.train.batch_size, 3)?,
-        dev: eval_set("dev", &dev)?,
-        test: test.map(|t| eval_set("test", &t)).transpose()?,
+        evals: evals
+            .iter()
+            .map(|(name, set)| eval_set(name, set))
+            .collect::<Result<_>>()?,
     })
 }
 

@@ -135,7 +135,7 @@ pub fn run(
             ckpt.save(&checkpoint_path)?;
         }
         if config.train.eval_every > 0 && step % config.train.eval_every == 0 && step < steps {
-            let dev = evaluate::split(model.as_ref(), &session.data.dev, &session.data.spec)?;
+            let dev = evaluate::split(model.as_ref(), &session.data.evals[0], &session.data.spec)?;
             crate::metrics::append(
                 &metrics_path,
                 &serde_json::json!({"step": step - 1, "dev": dev}),

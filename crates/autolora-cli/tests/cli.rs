@@ -270,3 +270,42 @@ fn exported_adapter_gives_the_same_logits_in_python_peft() -> Result<()> {
     assert!(worst < 1e-4, "largest logit difference to PEFT: {worst}");
     Ok(())
 }
+
+#[test]
+fn sentence_tasks_run_end_to_end() -> Result<()> {
+    // (task, data folder, headline metric, evaluation splits)
+    let cases = [
+        ("sst2", "glue/SST-2", "accuracy", vec!["dev"]),
+        ("mrpc", "glue/MRPC", "f1", vec!["dev"]),
+        ("stsb", "glue/STS-B", "spearman", vec!["dev"]),
+        ("sentiment", "sentiment", "accuracy", vec!["dev", "test"]),
+        (
+            "sentiment-regression",
+            "sentiment",
+            "pearson",
+            vec!["dev", "test"],
+        ),
+    ];
+    for (task, data, metric, splits) in cases {
+        let dir = tempfile::tempdir()?;
+        let config = run_file(dir.path(), "compare_fixed_rank = false")?;
+        let text = std::fs::read_to_string(&config)?
+            .replace("name = \"conll\"", &format!("name = \"{task}\""))
+            .replace(
+                &fixtures().join("conll").display().to_string(),
+                &fixtures().join(data).display().to_string(),
+            );
+        std::fs::write(&config, text)?;
+        ok(autolora(&["run", "--config", config.to_str().unwrap()])?)?;
+        let summary = json(&dir.path().join("run/summary.json"))?;
+        for split in splits {
+            let value = summary["autolora"]["scores"][split][metric].as_f64();
+            let value = value.unwrap_or_else(|| panic!("{task}: no {split} {metric} in {summary}"));
+            assert!(
+                value.is_finite() && (-1.0..=1.0).contains(&value),
+                "{task}: {value}"
+            );
+        }
+    }
+    Ok(())
+}

@@ -2,6 +2,8 @@
 
 * fixtures/conll/{train,valid,test}.txt: made-up sentences in the CoNLL-2003 column format
   (project-written text, no Reuters data);
+* fixtures/glue/{SST-2,MRPC,STS-B}/: made-up rows in the official GLUE TSV layouts;
+* fixtures/sentiment/: made-up rows in the Rotten-Tomatoes snippets layout (id, score, text; CRLF);
 * fixtures/tiny-bert/: a tiny random BERT (hidden 32, 2 layers) in Hugging Face format with a
   WordPiece tokenizer.json whose vocabulary covers the fixture sentences.
 
@@ -47,6 +49,45 @@ def write_conll():
                 f.write("\n")
 
 
+def text(rng):
+    return " ".join(t for t, _ in sentence(rng))
+
+
+def write_glue():
+    rng = random.Random(11)
+    root = os.path.join(FIXTURES, "glue")
+    for task in ["SST-2", "MRPC", "STS-B"]:
+        os.makedirs(os.path.join(root, task), exist_ok=True)
+    for split, n in [("train", 48), ("dev", 16)]:
+        with open(os.path.join(root, "SST-2", f"{split}.tsv"), "w") as f:
+            f.write("sentence\tlabel\n")
+            for _ in range(n):
+                label = rng.randint(0, 1)
+                f.write(f"{text(rng)} {'praised' if label else 'sued'}\t{label}\n")
+        with open(os.path.join(root, "MRPC", f"{split}.tsv"), "w") as f:
+            f.write("Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n")
+            for i in range(n):
+                a = text(rng)
+                label = rng.randint(0, 1)
+                b = a if label else text(rng)
+                f.write(f"{label}\t{2 * i}\t{2 * i + 1}\t{a}\t{b}\n")
+        with open(os.path.join(root, "STS-B", f"{split}.tsv"), "w") as f:
+            f.write("index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n")
+            for i in range(n):
+                a, b = text(rng), text(rng)
+                score = round(rng.uniform(0, 5), 3)
+                f.write(f"{i}\tmain-news\tfixture\t2024\t{i}\tnone\tnone\t{a}\t{b}\t{score}\n")
+
+
+def write_sentiment():
+    rng = random.Random(13)
+    os.makedirs(os.path.join(FIXTURES, "sentiment"), exist_ok=True)
+    with open(os.path.join(FIXTURES, "sentiment", "movieReviewSnippets_GroundTruth.txt"), "w", newline="") as f:
+        for i in range(80):
+            score = round(rng.uniform(-4, 4), 6) or 0.5
+            f.write(f"{i + 1}_{i}\t{score}\t{text(rng)}\r\n")
+
+
 def write_model():
     import torch
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
@@ -73,4 +114,6 @@ def write_model():
 
 if __name__ == "__main__":
     write_conll()
+    write_glue()
+    write_sentiment()
     write_model()
