@@ -87,7 +87,8 @@ fn env_dir(cache: &Path, flavor: Flavor) -> PathBuf {
 /// Installs into `<dir>.partial`, verifies, then renames, so an interrupted install never
 /// leaves something that looks complete.
 fn install(dir: &Path, flavor: Flavor) -> Result<()> {
-    let partial = dir.with_extension("partial");
+    let name = dir.file_name().expect("an environment folder has a name");
+    let partial = dir.with_file_name(format!("{}.partial", name.to_string_lossy()));
     for stale in [&partial, &dir.to_path_buf()] {
         if stale.exists() {
             std::fs::remove_dir_all(stale)

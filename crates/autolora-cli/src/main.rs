@@ -6,6 +6,7 @@ mod batches;
 mod checkpoint;
 mod config;
 mod evaluate;
+mod export;
 mod heatmap;
 mod metrics;
 mod progress;
@@ -48,6 +49,17 @@ enum Command {
     Eval(RunArgs),
     /// Search, retrain with the found ranks, evaluate (and compare with fixed-rank LoRA).
     Run(RunArgs),
+    /// Write the run's adapter (HF PEFT format) and optionally the merged full model (HF format).
+    Export {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Folder for the PEFT adapter.
+        #[arg(long)]
+        adapter: PathBuf,
+        /// Also write the base model with the adapter merged in, to this folder.
+        #[arg(long)]
+        merged: Option<PathBuf>,
+    },
     /// Print a ranks.json as a table and draw its heatmap.
     Ranks {
         /// The ranks file.
@@ -150,6 +162,14 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Run(args) => {
             let session = Session::open(args.resolve()?)?;
             run::run(&session, args.resume)
+        }
+        Command::Export {
+            run,
+            adapter,
+            merged,
+        } => {
+            let session = Session::open(run.resolve()?)?;
+            export::run(&session, &adapter, merged.as_deref())
         }
         Command::Ranks { path, heatmap } => {
             let ranks = ranks::RanksFile::load(&path)?;

@@ -89,7 +89,8 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
         engine.set_steps_done(ckpt.step()?);
         crate::metrics::truncate_after(&metrics_path, engine.steps_done())?;
         tracing::info!(step = engine.steps_done(), "search resumed");
-    } else if !resume {
+    } else {
+        // Nothing to resume from: start the metrics afresh too.
         crate::metrics::reset(&metrics_path)?;
     }
 

@@ -92,7 +92,8 @@ pub fn run(
         step = ckpt.step()?;
         crate::metrics::truncate_after(&metrics_path, step)?;
         tracing::info!(step, "{name} resumed");
-    } else if !resume {
+    } else {
+        // Nothing to resume from: start the metrics afresh too.
         crate::metrics::reset(&metrics_path)?;
     }
 
