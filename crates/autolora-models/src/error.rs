@@ -122,6 +122,34 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
+    /// A GGUF file is truncated or malformed.
+    #[error("{path}: not a valid GGUF file: {what} (at byte {offset})")]
+    Gguf {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset where reading failed.
+        offset: u64,
+        /// What was expected and what was found.
+        what: String,
+    },
+    /// A GGUF tensor is stored in a quantization this crate cannot dequantize.
+    #[error("tensor {name}: GGUF type {ggml_type} is not supported (supported: {supported})")]
+    UnsupportedQuantization {
+        /// The tensor (GGUF name).
+        name: String,
+        /// The stored type (name or number).
+        ggml_type: String,
+        /// What is supported.
+        supported: &'static str,
+    },
+    /// Building a tokenizer failed.
+    #[error("{source_desc}: cannot build the tokenizer: {what}")]
+    Tokenizer {
+        /// Where the vocabulary came from.
+        source_desc: String,
+        /// What went wrong.
+        what: String,
+    },
     /// An error from autolora-core (LoRA layers).
     #[error(transparent)]
     Core(#[from] autolora_core::Error),

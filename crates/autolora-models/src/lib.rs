@@ -54,6 +54,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod error;
 pub mod generate;
+pub mod gguf;
 pub mod gpt2;
 pub mod layers;
 pub mod llama;

@@ -1,0 +1,285 @@
+//! A llama.cpp Llama GGUF seen as a Hugging Face checkpoint: tensor names translated
+//! (`blk.N.attn_q.weight` -> `model.layers.N.self_attn.q_proj.weight`), shapes in PyTorch
+//! order, tensors dequantized on load, the query/key row permutation undone, and a
+//! `config.json` built from the metadata.
+//!
+//! llama.cpp's converter reorders the rows of `q_proj` (and `k_proj`, with the key/value head
+//! count) within each head from the rotate-half layout to interleaved pairs:
+//! `w.reshape(heads, 2, d/2, in).swapaxes(1, 2)`. Loading applies the inverse,
+//! `w.reshape(heads, d/2, 2, in).swapaxes(1, 2)`, so the weights are exactly the original
+//! Hugging Face ones and the rotary code needs no special case.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value as Json, json};
+use tch::{Device, Kind, Tensor};
+
+use super::file::GgufFile;
+use super::quant::dequantize;
+use crate::config::RawConfig;
+use crate::weights::TensorSource;
+use crate::{Error, Result};
+
+/// How a stored tensor maps to a checkpoint key.
+#[derive(Debug, Clone)]
+struct Mapped {
+    gguf: String,
+    /// Heads to un-permute the rows with (query: attention heads; key: key/value heads).
+    unpermute_heads: Option<i64>,
+}
+
+/// The GGUF tensors of a Llama under Hugging Face names; implements [`TensorSource`].
+#[derive(Debug)]
+pub struct GgufLlamaSource<'a> {
+    file: &'a GgufFile,
+    description: String,
+    keys: BTreeMap<String, Mapped>,
+}
+
+/// `blk.N.<suffix>` -> `model.layers.N.<suffix>` per llama.cpp's tensor names.
+const LAYER_NAMES: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+/// The Hugging Face key of GGUF tensor `name` (`None` for names llama.cpp's Llama does not
+/// use: they are kept under their own name and reported as unused).
+fn hf_name(name: &str) -> Option<String> {
+    let (stem, param) = name.rsplit_once('.')?;
+    let mapped = match stem {
+        "token_embd" => "model.embed_tokens".to_string(),
+        "output_norm" => "model.norm".to_string(),
+        "output" => "lm_head".to_string(),
+        _ => {
+            let rest = stem.strip_prefix("blk.")?;
+            let (layer, module) = rest.split_once('.')?;
+            layer.parse::<u32>().ok()?;
+            let (_, hf) = LAYER_NAMES.iter().find(|(g, _)| *g == module)?;
+            format!("model.layers.{layer}.{hf}")
+        }
+    };
+    Some(format!("{mapped}.{param}"))
+}
+
+impl<'a> GgufLlamaSource<'a> {
+    /// Indexes `file`'s tensors; `heads`/`kv_heads` drive the query/key un-permutation.
+    pub fn new(file: &'a GgufFile, heads: i64, kv_heads: i64) -> Self {
+        let mut keys = BTreeMap::new();
+        for name in file.tensors.keys() {
+            let (key, unpermute_heads) = match hf_name(name) {
+                Some(key) => {
+                    let heads = if key.contains(".self_attn.q_proj.") {
+                        Some(heads)
+                    } else if key.contains(".self_attn.k_proj.") {
+                        Some(kv_heads)
+                    } else {
+                        None
+                    };
+                    (key, heads)
+                }
+                None => (name.clone(), None),
+            };
+            keys.insert(
+                key,
+                Mapped {
+                    gguf: name.clone(),
+                    unpermute_heads,
+                },
+            );
+        }
+        GgufLlamaSource {
+            file,
+            description: file.path().display().to_string(),
+            keys,
+        }
+    }
+}
+
+/// Undoes llama.cpp's per-head row interleaving of a query/key weight [out, ..] or bias
+/// `[out]`.
+pub fn unpermute(t: &Tensor, heads: i64) -> Result<Tensor> {
+    let shape = t.size();
+    let out = shape[0];
+    if heads < 1 || out % (2 * heads) != 0 {
+        return Err(Error::ShapeMismatch {
+            name: format!("query/key rows (a multiple of 2 x {heads} heads)"),
+            expected: vec![2 * heads, -1],
+            found: shape,
+        });
+    }
+    let mut split = vec![heads, out / heads / 2, 2];
+    split.extend_from_slice(&shape[1..]);
+    Ok(t.f_reshape(&split)?.f_transpose(1, 2)?.f_reshape(&shape)?)
+}
+
+impl TensorSource for GgufLlamaSource<'_> {
+    fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.keys.keys().map(String::as_str).collect()
+    }
+
+    fn shape(&self, key: &str) -> Option<Vec<i64>> {
+        let mapped = self.keys.get(key)?;
+        Some(self.file.tensors.get(&mapped.gguf)?.torch_shape())
+    }
+
+    fn load(&self, key: &str, kind: Kind, device: Device) -> Result<Tensor> {
+        let missing = || Error::MissingTensor {
+            name: key.to_string(),
+            key: key.to_string(),
+            source_desc: self.description.clone(),
+        };
+        let mapped = self.keys.get(key).ok_or_else(missing)?;
+        let info = self.file.tensors.get(&mapped.gguf).ok_or_else(missing)?;
+        let values = dequantize(
+            &info.name,
+            info.ggml_type,
+            self.file.data(info),
+            info.numel() as usize,
+        )?;
+        let mut t = Tensor::f_from_slice(&values)?.f_reshape(info.torch_shape())?;
+        if let Some(heads) = mapped.unpermute_heads {
+            t = unpermute(&t, heads)?;
+        }
+        Ok(t.f_to_kind(kind)?.f_to(device)?)
+    }
+}
+
+/// The Hugging Face `config.json` of the Llama in `file`, from its `llama.*` and
+/// `tokenizer.ggml.*` metadata (as `transformers` maps them). The LM head is tied when the
+/// file has no `output.weight`.
+pub fn config_from_metadata(file: &GgufFile) -> Result<RawConfig> {
+    let arch = file
+        .require("general.architecture")?
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if arch != "llama" {
+        return Err(Error::UnknownArchitecture {
+            path: file.path().to_path_buf(),
+            found: arch,
+            supported: vec!["llama"],
+        });
+    }
+    if file.tensors.contains_key("rope_freqs.weight") {
+        return Err(Error::BadConfig {
+            path: file.path().to_path_buf(),
+            what: "the file carries rope_freqs.weight (Llama 3.1 rotary rescaling stored as a \
+                   tensor), which is not supported"
+                .into(),
+        });
+    }
+    let int = |key: &str| file.require_int(&format!("llama.{key}"));
+    let float = |key: &str| -> Result<f64> {
+        let v = file.require(&format!("llama.{key}"))?;
+        v.as_f64().ok_or_else(|| Error::BadConfig {
+            path: file.path().to_path_buf(),
+            what: format!("GGUF metadata llama.{key} should be a number, found {v:?}"),
+        })
+    };
+    let hidden = int("embedding_length")?;
+    let heads = int("attention.head_count")?;
+    let vocab = match file.metadata.get("llama.vocab_size") {
+        Some(v) => v.as_i64().unwrap_or(0),
+        None => file
+            .tensors
+            .get("token_embd.weight")
+            .map_or(0, |t| t.torch_shape()[0]),
+    };
+    let head_dim = match file.metadata.get("llama.attention.key_length") {
+        Some(v) => v.as_i64().unwrap_or(0),
+        None => match file.metadata.get("llama.rope.dimension_count") {
+            Some(v) => v.as_i64().unwrap_or(0),
+            None => hidden / heads.max(1),
+        },
+    };
+    let optional_int = |key: &str| file.metadata.get(key).and_then(|v| v.as_i64());
+    let mut fields: Map<String, Json> = json!({
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "vocab_size": vocab,
+        "hidden_size": hidden,
+        "intermediate_size": int("feed_forward_length")?,
+        "num_hidden_layers": int("block_count")?,
+        "num_attention_heads": heads,
+        "num_key_value_heads": optional_int("llama.attention.head_count_kv").unwrap_or(heads),
+        "head_dim": head_dim,
+        "max_position_embeddings": optional_int("llama.context_length").unwrap_or(2048),
+        "rms_norm_eps": float("attention.layer_norm_rms_epsilon")?,
+        "rope_theta": file.metadata.get("llama.rope.freq_base").and_then(|v| v.as_f64()).unwrap_or(10000.0),
+        "hidden_act": "silu",
+        "tie_word_embeddings": !file.tensors.contains_key("output.weight"),
+        "attention_bias": file.tensors.contains_key("blk.0.attn_q.bias"),
+        "torch_dtype": "float32",
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default();
+    for (gguf_key, hf_key) in [
+        ("tokenizer.ggml.bos_token_id", "bos_token_id"),
+        ("tokenizer.ggml.eos_token_id", "eos_token_id"),
+        ("tokenizer.ggml.padding_token_id", "pad_token_id"),
+    ] {
+        if let Some(id) = optional_int(gguf_key) {
+            fields.insert(hf_key.into(), id.into());
+        }
+    }
+    if let Some(name) = file.metadata.get("general.name").and_then(|v| v.as_str()) {
+        fields.insert("_name_or_path".into(), name.into());
+    }
+    Ok(RawConfig {
+        path: file.path().to_path_buf(),
+        fields,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_llama_cpp() {
+        assert_eq!(
+            hf_name("blk.12.attn_q.weight").as_deref(),
+            Some("model.layers.12.self_attn.q_proj.weight")
+        );
+        assert_eq!(
+            hf_name("token_embd.weight").as_deref(),
+            Some("model.embed_tokens.weight")
+        );
+        assert_eq!(hf_name("output.weight").as_deref(), Some("lm_head.weight"));
+        assert_eq!(hf_name("blk.x.attn_q.weight"), None);
+        assert_eq!(hf_name("rope_freqs.weight"), None);
+    }
+
+    #[test]
+    fn unpermute_inverts_the_converter_permutation() {
+        // llama.cpp: w.reshape(h, 2, d/2, in).swapaxes(1, 2).reshape(out, in)
+        let (heads, d, inp) = (3i64, 4i64, 5i64);
+        let w =
+            Tensor::arange(heads * d * inp, (Kind::Float, Device::Cpu)).reshape([heads * d, inp]);
+        let permuted = w
+            .reshape([heads, 2, d / 2, inp])
+            .transpose(1, 2)
+            .reshape([heads * d, inp]);
+        assert!(!permuted.equal(&w));
+        assert!(unpermute(&permuted, heads).unwrap().equal(&w));
+        let bias = Tensor::arange(heads * d, (Kind::Float, Device::Cpu));
+        let pb = bias
+            .reshape([heads, 2, d / 2])
+            .transpose(1, 2)
+            .reshape([heads * d]);
+        assert!(unpermute(&pb, heads).unwrap().equal(&bias));
+        assert!(unpermute(&w, 5).is_err());
+    }
+}
