@@ -88,7 +88,7 @@ impl KvCache {
         Ok((k, v))
     }
 
-    /// Keeps batch rows `rows` (i64 [n], repeats allowed) of every layer: beam search
+    /// Keeps batch rows `rows` (i64 `[n]`, repeats allowed) of every layer: beam search
     /// reorders its hypotheses this way.
     pub fn select(&mut self, rows: &Tensor) -> Result<()> {
         for (k, v) in self.layers.iter_mut().flatten() {

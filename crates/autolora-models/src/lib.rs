@@ -11,7 +11,17 @@
 //!   [`Model::selection_params`] for the search engine, and [`Model::lora_layer_mut`] for
 //!   pruning, merging and export.
 //! * Architectures: BERT and RoBERTa ([`encoder::EncoderModel`]) with sequence
-//!   classification, regression and token classification heads.
+//!   classification, regression and token classification heads; GPT-2 ([`gpt2`]) and the
+//!   Llama family ([`llama`]: RMSNorm, rotary embeddings, grouped-query attention, SwiGLU,
+//!   tied or untied head) as [`DecoderModel`]s with causal-LM, sequence classification,
+//!   regression and token classification heads. Default LoRA targets are the paper's:
+//!   `query`/`value`, `c_attn` (GPT-2, exported with PEFT's `fan_in_fan_out`),
+//!   `q_proj`/`v_proj` (Llama).
+//! * [`generate()`] decodes with a key/value cache ([`CausalLm`]): greedy, or beam search with
+//!   length penalty and no-repeat-n-gram blocking as Hugging Face `generate` does it
+//!   ([`GenerationConfig::e2e`] is the LoRA paper's E2E protocol).
+//! * [`gguf::load_gguf`] loads a Llama from a llama.cpp GGUF file (F32, F16, BF16, Q8_0,
+//!   Q4_0, Q4_1), with its config and tokenizer rebuilt from the metadata.
 //! * [`peft::apply_peft_adapter`] loads a Hugging Face PEFT LoRA adapter;
 //!   [`peft::save_peft_adapter`] exports this model's adapters (per-module ranks and alphas,
 //!   the task head as `modules_to_save`) in the same format.
@@ -20,7 +30,8 @@
 //!   converts dtypes and reports tensors the architecture did not use.
 //!
 //! Errors are [`Error`] values naming the file, tensor, expected and found shape; loading user
-//! files never panics.
+//! files never panics. [`LoadOptions::base_kind`] stores the frozen matrices in bf16 (on CUDA)
+//! while norms, LoRA factors, selection variables and activations stay f32.
 //!
 //! The base weights are frozen; LoRA factors, selection logits and the head are trainable.
 //! Attention is written as matmul + softmax by default so the exact hypergradient can take

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{Device, Kind};
 
-use crate::config::{Architecture, RawConfig};
+use crate::config::{Architecture, CONFIG_FILE, RawConfig};
 use crate::encoder::EncoderModel;
 use crate::layers::AttentionImpl;
 use crate::model::{Model, Task};
@@ -70,8 +70,17 @@ impl LoadOptions {
 
 /// Reads `dir`'s config.json, detects the architecture and loads the weights
 /// (`model.safetensors` or a sharded checkpoint) for `task`.
+///
+/// A llama.cpp GGUF file also loads: `dir` may be the `.gguf` file itself, or a directory
+/// without `config.json` that holds exactly one `.gguf` file (see [`crate::gguf`], whose
+/// [`load_gguf`](crate::gguf::load_gguf) also returns the tokenizer).
 pub fn load_model(dir: &Path, task: Task, options: &LoadOptions) -> Result<Box<dyn Model>> {
     options.validate()?;
+    if let Some(file) = gguf_file(dir) {
+        return Ok(Box::new(
+            crate::gguf::load_gguf(&file, task, options)?.model,
+        ));
+    }
     let raw = RawConfig::read_dir(dir)?;
     let architecture = raw.architecture()?;
     let store = SafeTensorStore::open_dir(dir)?;
@@ -83,6 +92,24 @@ pub fn load_model(dir: &Path, task: Task, options: &LoadOptions) -> Result<Box<d
         Architecture::Gpt2 => Ok(Box::new(gpt2::load(&raw, &store, task, options)?)),
         Architecture::Llama => Ok(Box::new(llama::load(&raw, &store, task, options)?)),
     }
+}
+
+/// The GGUF file `path` names: the path itself if it is a `.gguf` file, else the only `.gguf`
+/// file of a directory that has no `config.json`.
+fn gguf_file(path: &Path) -> Option<PathBuf> {
+    let is_gguf = |p: &Path| p.is_file() && p.extension().is_some_and(|e| e == "gguf");
+    if is_gguf(path) {
+        return Some(path.to_path_buf());
+    }
+    if !path.is_dir() || path.join(CONFIG_FILE).exists() {
+        return None;
+    }
+    let mut found = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_gguf(p));
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 /// `dir/tokenizer.json` if it exists.

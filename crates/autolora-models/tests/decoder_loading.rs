@@ -412,6 +412,15 @@ fn gguf_layout_loads_to_the_same_model() -> Result<()> {
     let diff = (&ours - &r["logits"]).abs().max().double_value(&[]);
     println!("tiny GGUF vs transformers: max |logit diff| = {diff:.3e}");
     ensure!(diff <= 1e-5, "{diff}");
+    // `load_model` takes the file, or a directory holding just it.
+    for target in [path.as_path(), dir.path()] {
+        let model = load_model(target, Task::CausalLm, &LoadOptions::default())?;
+        let diff = (logits(model.as_ref(), &r)? - &r["logits"])
+            .abs()
+            .max()
+            .double_value(&[]);
+        ensure!(diff <= 1e-5, "{}: {diff}", target.display());
+    }
     Ok(())
 }
 

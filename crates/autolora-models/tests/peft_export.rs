@@ -33,7 +33,7 @@ fn logits(model: &dyn Model, r: &HashMap<String, Tensor>) -> Result<Tensor> {
         &ModelInput {
             input_ids: &r["input_ids"],
             attention_mask: &r["attention_mask"],
-            token_type_ids: Some(&r["token_type_ids"]),
+            token_type_ids: r.get("token_type_ids"),
         },
         false,
     )?;
@@ -50,9 +50,8 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-fn roundtrip(base: &str) -> Result<()> {
+fn roundtrip(base: &str, task: Task) -> Result<()> {
     tch::manual_seed(3);
-    let task = Task::SequenceClassification { num_labels: 3 };
     let r: HashMap<String, Tensor> =
         Tensor::read_safetensors(fixture(base).join("reference.safetensors"))?
             .into_iter()
@@ -76,6 +75,9 @@ fn roundtrip(base: &str) -> Result<()> {
     }
     // Prune to different ranks per module; the last module stays gated (folded on export).
     let kept: [&[usize]; 3] = [&[0], &[1, 3], &[0, 1, 2]];
+    let expected: Vec<i64> = (0..adapted.len())
+        .map(|i| kept.get(i).map_or(4, |k| k.len() as i64))
+        .collect();
     for (name, keep) in adapted.iter().zip(kept) {
         let layer = model.lora_layer_mut(name).context("layer")?;
         prune_layer(layer, keep)?;
@@ -85,7 +87,7 @@ fn roundtrip(base: &str) -> Result<()> {
     let out_dir = tmp.path().join("adapter");
     let summary = save_peft_adapter(model.as_ref(), &out_dir, Some("tiny"))?;
     let ranks: Vec<i64> = summary.ranks.iter().map(|(_, r)| *r).collect();
-    assert_eq!(ranks, [1, 2, 3, 4]);
+    assert_eq!(ranks, expected);
 
     let mut reloaded = load_model(&fixture(base), task, &LoadOptions::default())?;
     apply_peft_adapter(reloaded.as_mut(), &out_dir)?;
@@ -105,6 +107,10 @@ fn roundtrip(base: &str) -> Result<()> {
         .arg(&out_dir)
         .arg(fixture(base).join("reference.safetensors"))
         .arg(&peft_out)
+        .arg(match task {
+            Task::CausalLm => "causal-lm",
+            _ => "seq-cls",
+        })
         .status()
         .with_context(|| format!("running {}", python.display()))?;
     ensure!(status.success(), "check_peft_export.py failed ({status})");
@@ -118,10 +124,24 @@ fn roundtrip(base: &str) -> Result<()> {
 
 #[test]
 fn bert_adapter_exports_to_peft() -> Result<()> {
-    roundtrip("bert-tiny-seqcls")
+    roundtrip("bert-tiny-seqcls", SEQ_CLS)
 }
 
 #[test]
 fn roberta_adapter_exports_to_peft() -> Result<()> {
-    roundtrip("roberta-tiny-seqcls")
+    roundtrip("roberta-tiny-seqcls", SEQ_CLS)
 }
+
+/// GPT-2's `c_attn` is a `Conv1D`: the adapter goes out with `fan_in_fan_out: true` and the
+/// factors in PEFT's usual `A` [r, in], `B` [out, r] layout.
+#[test]
+fn gpt2_adapter_exports_to_peft() -> Result<()> {
+    roundtrip("gpt2-tiny-lm", Task::CausalLm)
+}
+
+#[test]
+fn llama_adapter_exports_to_peft() -> Result<()> {
+    roundtrip("llama-tiny-gqa", Task::CausalLm)
+}
+
+const SEQ_CLS: Task = Task::SequenceClassification { num_labels: 3 };
