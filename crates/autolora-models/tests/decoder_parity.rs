@@ -127,6 +127,16 @@ fn check_generation(lm: &dyn CausalLm, r: &HashMap<String, Tensor>, what: &str) 
         "{what} beam tokens {:?} match (score {:.4}, eos {})",
         beam.tokens, beam.score, beam.ended_with_eos
     );
+
+    // The LoRA paper's E2E protocol (10 beams, length penalty 0.9, no repeated 4-gram).
+    let expected = ids(&r["gen_e2e"])?;
+    let e2e = generate(lm, &prompt, &GenerationConfig::e2e(16, vec![settings[3]]))?;
+    ensure!(
+        e2e.tokens == expected,
+        "{what} E2E beam search: ours {:?}, reference {expected:?}",
+        e2e.tokens
+    );
+    println!("{what} E2E-protocol tokens {:?} match", e2e.tokens);
     Ok(())
 }
 

@@ -323,8 +323,27 @@ def generation_references(model, prompt, steps, beams):
     hits = (beam_ids == eos).nonzero()
     if len(hits):
         beam_ids = beam_ids[: int(hits[0]) + 1]
-    print(f"  greedy {greedy_ids.tolist()}, beam (eos {eos}) {beam_ids.tolist()}")
+    # The LoRA paper's E2E protocol: 10 beams, length penalty 0.9, no repeated 4-gram.
+    with torch.no_grad():
+        e2e = model.generate(
+            prompt,
+            attention_mask=mask,
+            max_new_tokens=E2E["max_new_tokens"],
+            do_sample=False,
+            num_beams=E2E["num_beams"],
+            length_penalty=E2E["length_penalty"],
+            no_repeat_ngram_size=E2E["no_repeat_ngram_size"],
+            early_stopping=False,
+            eos_token_id=eos,
+            pad_token_id=0,
+        )
+    e2e_ids = e2e[0, prompt.shape[1] :]
+    hits = (e2e_ids == eos).nonzero()
+    if len(hits):
+        e2e_ids = e2e_ids[: int(hits[0]) + 1]
+    print(f"  greedy {greedy_ids.tolist()}, beam (eos {eos}) {beam_ids.tolist()}, e2e {e2e_ids.tolist()}")
     return dict(
+        gen_e2e=e2e_ids,
         gen_prompt=prompt,
         gen_greedy=greedy_ids,
         gen_greedy_logits=torch.stack([l[0] for l in greedy.logits]),
@@ -337,6 +356,7 @@ def generation_references(model, prompt, steps, beams):
 
 
 BEAMS = dict(num_beams=4, max_new_tokens=10, length_penalty=0.9, no_repeat_ngram_size=2)
+E2E = dict(num_beams=10, max_new_tokens=16, length_penalty=0.9, no_repeat_ngram_size=4)
 
 
 def causal_fixture(model, name, ids, mask, labels, prompt):
