@@ -275,3 +275,21 @@ fn cached_steps_equal_the_full_forward() -> Result<()> {
     }
     assert_close("cached vs full", &Tensor::cat(&pieces, 1), &full)
 }
+
+#[test]
+fn token_classification_heads() -> Result<()> {
+    for (dir, head) in [
+        ("gpt2-tiny-tokcls", "classifier"),
+        ("llama-tiny-tokcls", "score"),
+    ] {
+        let model = load_model(
+            &fixture(dir),
+            Task::TokenClassification { num_labels: 4 },
+            &LoadOptions::default(),
+        )?;
+        check_forward(model.as_ref(), &reference(dir)?, dir)?;
+        let names: Vec<String> = model.head_params().into_iter().map(|p| p.name).collect();
+        assert_eq!(names, [format!("{head}.weight"), format!("{head}.bias")]);
+    }
+    Ok(())
+}

@@ -22,10 +22,12 @@ from safetensors.torch import save_file
 from transformers import (
     GPT2Config,
     GPT2ForSequenceClassification,
+    GPT2ForTokenClassification,
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
+    LlamaForTokenClassification,
     BertConfig,
     BertForSequenceClassification,
     BertForTokenClassification,
@@ -400,6 +402,23 @@ def causal_lora_fixture(base, name, targets, rank_pattern, ids, mask, prompt, se
     save_reference(folder, refs)
 
 
+def token_fixture(model, name, ids, mask, seed):
+    folder = save_model(model, name)
+    labels = token_labels(mask, model.config.num_labels, seed)
+    out = run_causal(model, ids, mask, labels)
+    save_reference(
+        folder,
+        dict(
+            input_ids=ids,
+            attention_mask=mask,
+            last_hidden_state=out.hidden_states[-1],
+            logits=out.logits,
+            labels=labels,
+            loss=out.loss,
+        ),
+    )
+
+
 def gpt2():
     ids, mask, labels = causal_inputs([7, 5, 3], 7, seed=3)
     prompt = torch.tensor([[5, 17, 42, 8, 23]])
@@ -442,6 +461,11 @@ def gpt2():
             loss=out.loss,
         ),
     )
+
+    torch.manual_seed(33)
+    tok = GPT2ForTokenClassification(GPT2Config(num_labels=4, **common))
+    randomize(tok, 33)
+    token_fixture(tok, "gpt2-tiny-tokcls", ids, mask, seed=34)
 
 
 def llama():
@@ -520,6 +544,11 @@ def llama():
             loss=out.loss,
         ),
     )
+
+    torch.manual_seed(44)
+    tok = LlamaForTokenClassification(LlamaConfig(num_attention_heads=4, num_key_value_heads=2, num_labels=4, **common))
+    randomize(tok, 44)
+    token_fixture(tok, "llama-tiny-tokcls", ids, mask, seed=45)
 
 
 FAMILIES = dict(bert=bert, roberta=roberta, gpt2=gpt2, llama=llama)
