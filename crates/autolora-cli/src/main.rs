@@ -3,6 +3,7 @@
 
 mod atomic;
 mod batches;
+mod bench;
 mod checkpoint;
 mod config;
 mod evaluate;
@@ -60,6 +61,8 @@ enum Command {
         #[arg(long)]
         merged: Option<PathBuf>,
     },
+    /// Time one training or search step on random tokens and print it as JSON.
+    Bench(bench::BenchArgs),
     /// Print a ranks.json as a table and draw its heatmap.
     Ranks {
         /// The ranks file.
@@ -171,6 +174,7 @@ fn dispatch(command: Command) -> Result<()> {
             let session = Session::open(run.resolve()?)?;
             export::run(&session, &adapter, merged.as_deref())
         }
+        Command::Bench(args) => bench::run(&args),
         Command::Ranks { path, heatmap } => {
             let ranks = ranks::RanksFile::load(&path)?;
             print!("{}", ranks.table());
