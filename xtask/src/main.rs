@@ -2,6 +2,7 @@
 //!
 //! Every job provisions what it needs first, so each works on a fresh machine.
 
+mod bench;
 mod download;
 mod provision;
 
@@ -50,6 +51,16 @@ enum Job {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+    /// Time our training and search steps against PyTorch + PEFT and the authors' recipe
+    /// (alternately, one process at a time); writes target/bench/report.json and docs/bench.md.
+    Bench {
+        /// The main point only (batch 32 x seq 64), fewer timed steps: about 10 minutes.
+        #[arg(long)]
+        quick: bool,
+        /// libtorch CPU threads on both sides.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+    },
     /// Provision libtorch, then run the whole test suite (extra arguments go to `cargo test`).
     Test {
         /// Arguments passed through to `cargo test`.
@@ -79,6 +90,7 @@ fn main() -> Result<()> {
         }
         Job::Download { names } => download::run(&names),
         Job::Demo { smoke, overrides } => demo(smoke, &overrides),
+        Job::Bench { quick, threads } => bench::run(quick, threads),
         Job::Test { args } => {
             setup_default()?;
             provision::run(

@@ -365,7 +365,10 @@ mod tests {
     fn reads_resident_memory() -> Result<()> {
         let now = memory_mib("VmRSS")?;
         let peak = memory_mib("VmHWM")?;
-        assert!(now > 0.0 && peak >= now, "VmRSS {now} MiB, VmHWM {peak} MiB");
+        assert!(
+            now > 0.0 && peak >= now,
+            "VmRSS {now} MiB, VmHWM {peak} MiB"
+        );
         Ok(())
     }
 }
