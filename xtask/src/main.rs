@@ -85,7 +85,11 @@ fn main() -> Result<()> {
             if !no_link {
                 provision::link_into_repo(&env.libtorch)?;
             }
-            println!("libtorch {} ready at {}", provision::TORCH_VERSION, env.libtorch.display());
+            println!(
+                "libtorch {} ready at {}",
+                provision::TORCH_VERSION,
+                env.libtorch.display()
+            );
             Ok(())
         }
         Job::Download { names } => download::run(&names),
@@ -128,11 +132,12 @@ fn demo(smoke: bool, overrides: &[String]) -> Result<()> {
     let root = provision::repo_root();
     // The dev profile shares its libtorch wrapper build with the tests (a release build would
     // compile it again); libtorch does the heavy lifting either way.
-    provision::run(
-        Command::new(cargo())
-            .current_dir(&root)
-            .args(["build", "--quiet", "-p", "autolora-cli"]),
-    )?;
+    provision::run(Command::new(cargo()).current_dir(&root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "autolora-cli",
+    ]))?;
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
@@ -141,7 +146,11 @@ fn demo(smoke: bool, overrides: &[String]) -> Result<()> {
         .args(["run", "--config"])
         .arg(root.join("xtask").join("demo.toml"));
     let smoke_overrides = if smoke { SMOKE_OVERRIDES } else { &[] };
-    for item in smoke_overrides.iter().copied().chain(overrides.iter().map(String::as_str)) {
+    for item in smoke_overrides
+        .iter()
+        .copied()
+        .chain(overrides.iter().map(String::as_str))
+    {
         cmd.args(["--set", item]);
     }
     provision::run(&mut cmd)

@@ -102,7 +102,9 @@ fn install(dir: &Path, flavor: Flavor) -> Result<()> {
     );
     match flavor {
         Flavor::Full => {
-            run(Command::new(system_python()).args(["-m", "venv"]).arg(&partial))?;
+            run(Command::new(system_python())
+                .args(["-m", "venv"])
+                .arg(&partial))?;
             let requirements = repo_root().join("xtask").join("requirements.txt");
             run(Command::new(partial.join("bin").join("python"))
                 .args(["-m", "pip", "install", "--disable-pip-version-check", "-r"])
@@ -110,7 +112,13 @@ fn install(dir: &Path, flavor: Flavor) -> Result<()> {
         }
         Flavor::Lean => {
             run(Command::new(system_python())
-                .args(["-m", "pip", "install", "--disable-pip-version-check", "--no-deps"])
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--disable-pip-version-check",
+                    "--no-deps",
+                ])
                 .arg("--target")
                 .arg(&partial)
                 .args(LEAN_PACKAGES))?;
@@ -214,9 +222,7 @@ fn system_python() -> PathBuf {
 
 /// Runs a command, failing with its command line when it fails.
 pub fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("starting {cmd:?}"))?;
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }

@@ -41,7 +41,10 @@ impl Progress {
         let every = (self.total / 20).max(1);
         if self.plain && (pos % every == 0 || pos == self.total) {
             let elapsed = self.bar.elapsed().as_secs_f64();
-            eprintln!("{} {pos}/{} [{elapsed:.0} s] {message}", self.what, self.total);
+            eprintln!(
+                "{} {pos}/{} [{elapsed:.0} s] {message}",
+                self.what, self.total
+            );
         }
     }
 
