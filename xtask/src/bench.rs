@@ -7,7 +7,9 @@
 //! classification: batch 32 x seq 64 for every mode, then sweeps of sequence length and batch
 //! size for the plain and finite-difference steps. Writes `target/bench/report.json` (every
 //! raw measurement) and the generated part of `docs/bench.md` (tables, ratios against the
-//! targets of the speed issue, the matmul floor, the machine).
+//! targets of the speed issue, the matmul floor, the machine). `--quick` (main point only)
+//! writes `target/bench/report-quick.json` and `target/bench/bench-quick.md` instead, leaving
+//! the full report alone.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -131,9 +133,14 @@ pub fn run(quick: bool, threads: usize) -> Result<()> {
         "targets": targets,
         "runs": runs,
     });
+    // A quick run (no sweeps) must not replace the full report: it goes beside it.
     let out_dir = target.join("bench");
     std::fs::create_dir_all(&out_dir)?;
-    let json_path = out_dir.join("report.json");
+    let json_path = out_dir.join(if quick {
+        "report-quick.json"
+    } else {
+        "report.json"
+    });
     std::fs::write(&json_path, serde_json::to_string_pretty(&report)? + "\n")
         .with_context(|| format!("writing {}", json_path.display()))?;
     let markdown = render(
@@ -144,7 +151,11 @@ pub fn run(quick: bool, threads: usize) -> Result<()> {
         [&matmul_start, &matmul_end],
         quick,
     );
-    let doc = root.join("docs").join("bench.md");
+    let doc = if quick {
+        out_dir.join("bench-quick.md")
+    } else {
+        root.join("docs").join("bench.md")
+    };
     write_generated(&doc, &markdown)?;
     println!("{}", markdown);
     println!("wrote {} and {}", json_path.display(), doc.display());

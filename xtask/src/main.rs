@@ -54,7 +54,8 @@ enum Job {
     /// Time our training and search steps against PyTorch + PEFT and the authors' recipe
     /// (alternately, one process at a time); writes target/bench/report.json and docs/bench.md.
     Bench {
-        /// The main point only (batch 32 x seq 64), fewer timed steps: about 10 minutes.
+        /// The main point only (batch 32 x seq 64), fewer timed steps, reported under
+        /// target/bench/ (docs/bench.md keeps the full run).
         #[arg(long)]
         quick: bool,
         /// libtorch CPU threads on both sides.
