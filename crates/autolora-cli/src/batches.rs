@@ -17,7 +17,8 @@ pub struct DeviceBatch {
     pub input_ids: Tensor,
     /// 1 for tokens, 0 for padding [b, s].
     pub attention_mask: Tensor,
-    /// Segment ids [b, s] (pairs), if the tokenizer produced them.
+    /// Segment ids [b, s] of pairs; `None` when every id is 0 (single texts, causal LM), which
+    /// encoders read as all zeros and decoders, having no segment embedding, require.
     pub token_type_ids: Option<Tensor>,
     /// Labels: [b, s] per token (-100 ignored), [b] per example, or [b] f32 for regression.
     pub labels: Tensor,
@@ -41,7 +42,11 @@ impl DeviceBatch {
         Ok(DeviceBatch {
             input_ids: ids(&batch.input_ids)?,
             attention_mask: ids(&batch.attention_mask)?,
-            token_type_ids: Some(ids(&batch.token_type_ids)?),
+            token_type_ids: if batch.token_type_ids.iter().any(|&t| t != 0) {
+                Some(ids(&batch.token_type_ids)?)
+            } else {
+                None
+            },
             labels,
             tokens: batch.attention_mask.iter().sum(),
         })

@@ -26,6 +26,8 @@ pub struct RunConfig {
     pub search: SearchConfig,
     /// Training with fixed ranks (the retrain after the search, or plain LoRA).
     pub train: TrainConfig,
+    /// Decoding for generation tasks (E2E).
+    pub generate: GenerateConfig,
     /// Seed, device, threads, output folder.
     pub run: RunSettings,
 }
@@ -56,8 +58,9 @@ impl Default for ModelConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TaskConfig {
-    /// `conll` (entity F1), `sentiment` (Rotten-Tomatoes binary), or a GLUE task name
-    /// (`cola`, `sst2`, `mrpc`, `qqp`, `stsb`, `mnli`, `qnli`, `rte`).
+    /// `conll` (entity F1), `sentiment` (Rotten-Tomatoes binary), a GLUE task name
+    /// (`cola`, `sst2`, `mrpc`, `qqp`, `stsb`, `mnli`, `qnli`, `rte`), or `e2e`
+    /// (data-to-text generation with a causal language model, BLEU).
     pub name: String,
     /// Folder with the task's files in their official layout; if unset, the task's asset.
     pub data_dir: Option<PathBuf>,
@@ -219,6 +222,37 @@ impl Default for TrainConfig {
     }
 }
 
+/// Decoding for generation tasks: the E2E protocol of the LoRA paper by default (beam 10,
+/// length penalty 0.9, no repeated 4-gram).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateConfig {
+    /// Beams of the beam search (1: greedy decoding).
+    pub num_beams: usize,
+    /// Upper bound on generated tokens per input (end-of-text included).
+    pub max_new_tokens: usize,
+    /// Finished beams are scored `sum log p / length^length_penalty`.
+    pub length_penalty: f64,
+    /// No n-gram of this size may occur twice in prompt + output (0: off).
+    pub no_repeat_ngram_size: usize,
+    /// Score METEOR through its Java implementation when Java and the jar are found.
+    pub meteor: bool,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        // The LoRA repository's E2E decoding length (`--eval_len 64`).
+        let protocol = autolora_models::generate::GenerationConfig::e2e(64, Vec::new());
+        GenerateConfig {
+            num_beams: protocol.num_beams,
+            max_new_tokens: protocol.max_new_tokens,
+            length_penalty: protocol.length_penalty,
+            no_repeat_ngram_size: protocol.no_repeat_ngram_size,
+            meteor: true,
+        }
+    }
+}
+
 /// Seed, device, threads, outputs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -313,6 +347,13 @@ impl RunConfig {
             bail!(
                 "run.device must be cpu, cuda or auto, got `{}`",
                 self.run.device
+            );
+        }
+        if self.generate.num_beams == 0 || self.generate.max_new_tokens == 0 {
+            bail!(
+                "generate.num_beams and generate.max_new_tokens must be at least 1, got {} and {}",
+                self.generate.num_beams,
+                self.generate.max_new_tokens
             );
         }
         if self.model.dir.is_none() && self.model.asset.is_none() {

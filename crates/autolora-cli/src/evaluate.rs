@@ -24,6 +24,9 @@ pub fn all(model: &dyn Model, session: &Session) -> Result<Scores> {
 /// Scores `model` on one split.
 pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeMap<String, f64>> {
     let _guard = tch::no_grad_guard();
+    if let Some(generation) = &set.generation {
+        return crate::e2e::score(model, &set.name, generation);
+    }
     match spec {
         TaskSpec::Tagging { labels } => {
             let (gold, predicted) = tagging_predictions(model, set, labels)?;
@@ -62,6 +65,10 @@ pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeM
             );
             Ok(out)
         }
+        TaskSpec::Generation => anyhow::bail!(
+            "the `{}` split of a generation task has no prompts to generate from",
+            set.name
+        ),
     }
 }
 

@@ -15,6 +15,7 @@ use tch::Device;
 
 use crate::batches::{DeviceBatch, StepBatches};
 use crate::config::RunConfig;
+use crate::e2e::GenerationSet;
 
 /// What the task predicts and how it is scored.
 #[derive(Debug, Clone)]
@@ -33,6 +34,9 @@ pub enum TaskSpec {
     },
     /// One score per sentence or pair, scored by Pearson and Spearman correlation.
     Regression,
+    /// Text generation with a causal language model (E2E), scored by BLEU and the E2E
+    /// challenge's other metrics.
+    Generation,
 }
 
 impl TaskSpec {
@@ -48,6 +52,7 @@ impl TaskSpec {
                 }
             }
             TaskSpec::Regression => autolora_models::Task::Regression,
+            TaskSpec::Generation => autolora_models::Task::CausalLm,
         }
     }
 
@@ -61,6 +66,7 @@ impl TaskSpec {
             } => "matthews",
             TaskSpec::Classification { .. } => "accuracy",
             TaskSpec::Regression => "pearson",
+            TaskSpec::Generation => "bleu",
         }
     }
 }
@@ -69,10 +75,12 @@ impl TaskSpec {
 pub struct EvalSet {
     /// `dev`, `test`.
     pub name: String,
-    /// Its batches, sorted by length.
+    /// Its batches, sorted by length (empty for generation tasks).
     pub batches: Vec<DeviceBatch>,
     /// Words whose tags were lost by truncation (scored as missed).
     pub truncated_words: usize,
+    /// Prompts and references of a generation task.
+    pub generation: Option<GenerationSet>,
 }
 
 /// Every split of a task, as batches.
@@ -93,10 +101,13 @@ pub struct TaskData {
 impl TaskData {
     /// Loads the task named in `config.task`.
     pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Self> {
+        let name = config.task.name.as_str();
+        if name == "e2e" {
+            return crate::e2e::load(config, model_dir, device);
+        }
         let tokenizer_path = autolora_models::tokenizer_path(model_dir)
             .with_context(|| format!("{} has no tokenizer.json", model_dir.display()))?;
         let tokenizer = TextTokenizer::from_file(&tokenizer_path, config.task.max_length)?;
-        let name = config.task.name.as_str();
         match name {
             "conll" | "conll2003" => load_conll(config, &tokenizer, device),
             "sentiment" | "sentiment-regression" => {
@@ -106,7 +117,7 @@ impl TaskData {
                 Ok(glue) => load_glue(config, &tokenizer, device, glue),
                 Err(_) => bail!(
                     "unknown task `{name}`; known: conll, sentiment, sentiment-regression, \
-                     cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte"
+                     cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, e2e"
                 ),
             },
         }
@@ -146,7 +157,7 @@ fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> 
     let spec = TaskSpec::Tagging {
         labels: labels.labels().to_vec(),
     };
-    assemble(config, tokenizer, device, spec, train, evals)
+    assemble(config, tokenizer.pad_id(), device, spec, train, evals)
 }
 
 /// The Rotten-Tomatoes snippets: sign of the score (binary) or the score (regression), on the
@@ -181,7 +192,7 @@ fn load_sentiment(
         ("dev".into(), encode_text(config, tokenizer, &splits.dev)?),
         ("test".into(), encode_text(config, tokenizer, &splits.test)?),
     ];
-    assemble(config, tokenizer, device, spec, train, evals)
+    assemble(config, tokenizer.pad_id(), device, spec, train, evals)
 }
 
 /// A GLUE task from its official folder (`task.data_dir`, or the task's asset). GLUE's test
@@ -221,7 +232,7 @@ fn load_glue(
         },
         TaskKind::Regression => TaskSpec::Regression,
     };
-    assemble(config, tokenizer, device, spec, train, evals)
+    assemble(config, tokenizer.pad_id(), device, spec, train, evals)
 }
 
 /// Tokenizes a sentence-level split after applying the configured subset limit.
@@ -246,7 +257,7 @@ fn encode_text(
 
 /// Keeps the first `limit` items after a seeded shuffle (a reproducible random subset, in
 /// the original order).
-fn limit<T>(items: &mut Vec<T>, limit: Option<usize>, seed: u64) {
+pub fn limit<T>(items: &mut Vec<T>, limit: Option<usize>, seed: u64) {
     let Some(limit) = limit else { return };
     if limit >= items.len() {
         return;
@@ -266,15 +277,16 @@ fn limit<T>(items: &mut Vec<T>, limit: Option<usize>, seed: u64) {
     });
 }
 
-fn assemble(
+/// Splits the training set for the search and builds the batches of every split; `pad` fills
+/// the padding positions.
+pub fn assemble(
     config: &RunConfig,
-    tokenizer: &TextTokenizer,
+    pad: u32,
     device: Device,
     spec: TaskSpec,
     train: EncodedSet,
     evals: Vec<(String, EncodedSet)>,
 ) -> Result<TaskData> {
-    let pad = tokenizer.pad_id();
     let seed = config.run.seed;
     let split_config = SplitConfig {
         validation_fraction: config.search.val_ratio,
@@ -308,6 +320,7 @@ fn assemble(
             name: name.to_string(),
             batches: to_device(batches(set, &plan, pad)?, device)?,
             truncated_words: set.truncated_words,
+            generation: None,
         })
     };
     tracing::info!(

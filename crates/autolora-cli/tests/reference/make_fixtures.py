@@ -5,7 +5,11 @@
 * fixtures/glue/{SST-2,MRPC,STS-B}/: made-up rows in the official GLUE TSV layouts;
 * fixtures/sentiment/: made-up rows in the Rotten-Tomatoes snippets layout (id, score, text; CRLF);
 * fixtures/tiny-bert/: a tiny random BERT (hidden 32, 2 layers) in Hugging Face format with a
-  WordPiece tokenizer.json whose vocabulary covers the fixture sentences.
+  WordPiece tokenizer.json whose vocabulary covers the fixture sentences;
+* fixtures/e2e/{trainset,devset,testset}.csv: made-up restaurant meaning representations in the
+  official E2E layout (`mr,ref`, 2-3 references per MR; project-written text);
+* fixtures/tiny-gpt2/: a tiny random GPT-2 (n_embd 32, 2 layers) with a byte-level BPE
+  tokenizer.json trained on the E2E fixture text (400 tokens, `<|endoftext|>` = id 0).
 
 Run with the project's Python (`cargo xtask setup` installs it):
     ~/.cache/autolora/python/torch-2.11.0/bin/python crates/autolora-cli/tests/reference/make_fixtures.py
@@ -112,8 +116,95 @@ def write_model():
     BertModel(config, add_pooling_layer=True).save_pretrained(out, safe_serialization=True)
 
 
+NAMES = ["The Copper Pot", "Blue Finch", "Green Harbour", "The Olive Tree", "Red Mill", "Silver Spoon",
+         "The Night Owl", "Maple House", "Corner Table", "The Quiet Fox", "Sunny Side", "Stone Bridge"]
+EAT = ["restaurant", "pub", "coffee shop"]
+FOOD = ["Italian", "French", "Indian", "Chinese", "English", "Japanese", "Fast food"]
+PRICE = ["cheap", "moderate", "high", "less than \u00a320", "\u00a320-25"]
+AREA = ["city centre", "riverside"]
+NEAR = ["the Town Hall", "Market Square", "the Museum", "Station Road"]
+
+
+def e2e_mr(rng):
+    mr = [("name", rng.choice(NAMES)), ("eatType", rng.choice(EAT)), ("food", rng.choice(FOOD))]
+    if rng.random() < 0.6:
+        mr.append(("priceRange", rng.choice(PRICE)))
+    mr.append(("area", rng.choice(AREA)))
+    if rng.random() < 0.5:
+        mr.append(("familyFriendly", rng.choice(["yes", "no"])))
+    if rng.random() < 0.4:
+        mr.append(("near", rng.choice(NEAR)))
+    return mr
+
+
+def e2e_refs(rng, mr):
+    d = dict(mr)
+    name, eat, food, area = d["name"], d["eatType"], d["food"], d["area"]
+    food_text = "fast food" if food == "Fast food" else f"{food} food"
+    place = "by the river" if area == "riverside" else "in the city centre"
+    extras = []
+    if "priceRange" in d:
+        p = d["priceRange"]
+        extras.append(f"prices are {p}" if p[0] in "l\u00a3" else f"its prices are {p}")
+    if "familyFriendly" in d:
+        extras.append("it is family friendly" if d["familyFriendly"] == "yes" else "it is not family friendly")
+    if "near" in d:
+        extras.append(f"it is near {d['near']}")
+    tail = (", and " + " and ".join(extras) + ".") if extras else "."
+    templates = [
+        f"{name} is a {eat} serving {food_text} {place}{tail}",
+        f"{place.capitalize()} you will find {name}, a {eat} with {food_text}{tail}",
+        f"For {food_text} {place}, try the {eat} {name}{tail}",
+    ]
+    rng.shuffle(templates)
+    return templates[: rng.randint(2, 3)]
+
+
+def write_e2e():
+    import csv
+    rng = random.Random(17)
+    out = os.path.join(FIXTURES, "e2e")
+    os.makedirs(out, exist_ok=True)
+    texts = []
+    for name, mrs in [("trainset", 18), ("devset", 5), ("testset", 5)]:
+        with open(os.path.join(out, f"{name}.csv"), "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f, lineterminator="\n")
+            w.writerow(["mr", "ref"])
+            for _ in range(mrs):
+                mr = e2e_mr(rng)
+                text = ", ".join(f"{k}[{v}]" for k, v in mr)
+                texts.append(" | ".join(f"{k} : {v}" for k, v in mr))
+                for ref in e2e_refs(rng, mr):
+                    w.writerow([text, ref])
+                    texts.append(ref)
+    return texts
+
+
+def write_gpt2(texts):
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(texts, trainer)
+    out = os.path.join(FIXTURES, "tiny-gpt2")
+    os.makedirs(out, exist_ok=True)
+    tok.save(os.path.join(out, "tokenizer.json"))
+    eos = tok.token_to_id("<|endoftext|>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=tok.get_vocab_size(), n_positions=128, n_embd=32, n_layer=2, n_head=4,
+                        n_inner=37, bos_token_id=eos, eos_token_id=eos)
+    GPT2LMHeadModel(config).save_pretrained(out, safe_serialization=True)
+
+
 if __name__ == "__main__":
     write_conll()
     write_glue()
     write_sentiment()
     write_model()
+    write_gpt2(write_e2e())

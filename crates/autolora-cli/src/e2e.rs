@@ -1,0 +1,349 @@
+//! The E2E data-to-text task on a causal language model (GPT-2, Llama), in the LoRA paper's
+//! format.
+//!
+//! Training example, one per (MR, reference) row: `prompt + " " + reference + EOS`, where the
+//! prompt is the linearised MR followed by the end-of-text token as separator (the LoRA
+//! repository's `gpt2_encode.py`: context + `<|endoftext|>`, completion `" " + ref` +
+//! `<|endoftext|>`). Labels are the input ids with -100 on the prompt, so the causal-LM loss
+//! (shifted inside the model) counts only the reference and its closing EOS.
+//!
+//! Evaluation, one per distinct MR: the prompt is decoded with the configured beam search
+//! (`[generate]`, by default the paper's protocol) and the output is scored against all
+//! references of that MR with BLEU, NIST, METEOR (when Java and the jar are found), ROUGE-L
+//! and CIDEr, as the E2E challenge's script does.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use autolora_data::e2e::{E2eSplit, read_e2e};
+use autolora_data::metrics::{Meteor, e2e_scores};
+use autolora_data::tokenize::{Encoded, EncodedSet, IGNORE_INDEX, Target};
+use autolora_models::Model;
+use autolora_models::generate::{GenerationConfig, generate};
+use tch::Device;
+use tokenizers::Tokenizer;
+
+use crate::config::RunConfig;
+use crate::progress::Progress;
+use crate::task::{EvalSet, TaskData, TaskSpec};
+
+/// Test-file names tried, in order: the official release's test set with references, then a
+/// `testset.csv` (used only if it has a `ref` column).
+const TEST_FILES: &[&str] = &["testset_w_refs.csv", "testset.csv"];
+
+/// An evaluation split of a generation task: one prompt per distinct input.
+pub struct GenerationSet {
+    /// Prompt token ids (linearised MR + separator), one per MR.
+    pub prompts: Vec<Vec<i64>>,
+    /// All references of each MR.
+    pub references: Vec<Vec<String>>,
+    /// How to decode.
+    pub config: GenerationConfig,
+    /// Turns generated ids back into text.
+    pub tokenizer: Arc<Tokenizer>,
+    /// The METEOR installation, if one was found (and METEOR is wanted).
+    pub meteor: Option<Meteor>,
+}
+
+/// Loads the E2E task: `trainset.csv`, `devset.csv` and the test set from `task.data_dir` (or
+/// the `e2e` asset).
+pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<TaskData> {
+    let dir = match &config.task.data_dir {
+        Some(dir) => dir.clone(),
+        None => autolora_data::assets::fetch(autolora_data::assets::E2E)?,
+    };
+    let tokenizer = Arc::new(crate::lm_tokenizer::load(model_dir)?);
+    let eos = crate::lm_tokenizer::eos_ids(model_dir, &tokenizer)?;
+    let encoder = PairEncoder {
+        tokenizer: &tokenizer,
+        separator: eos[0],
+        max_length: config.task.max_length,
+    };
+
+    let train = read_e2e(&dir.join("trainset.csv"))?;
+    let mut pairs: Vec<(&str, &str, usize)> = train
+        .instances
+        .iter()
+        .flat_map(|i| {
+            i.references
+                .iter()
+                .map(move |r| (i.input.as_str(), r.as_str(), i.line))
+        })
+        .collect();
+    crate::task::limit(&mut pairs, config.task.train_limit, config.run.seed);
+    let train_set = encoder.encode_pairs(&train.path, &pairs)?;
+    if train_set.truncated > 0 {
+        eprintln!(
+            "e2e: {} of {} training examples cut to task.max_length = {} tokens",
+            train_set.truncated,
+            train_set.examples.len(),
+            config.task.max_length
+        );
+    }
+
+    let generation = GenerationConfig {
+        max_new_tokens: config.generate.max_new_tokens,
+        num_beams: config.generate.num_beams,
+        length_penalty: config.generate.length_penalty,
+        no_repeat_ngram_size: config.generate.no_repeat_ngram_size,
+        eos_token_ids: eos.clone(),
+    };
+    let meteor = if config.generate.meteor {
+        let found = Meteor::locate();
+        if found.is_none() {
+            eprintln!(
+                "e2e: METEOR unavailable (needs `java` and meteor-1.5.jar; set {})",
+                autolora_data::metrics::METEOR_JAR_ENV
+            );
+        }
+        found
+    } else {
+        None
+    };
+    let mut eval_files: Vec<(&str, PathBuf)> = vec![("dev", dir.join("devset.csv"))];
+    match TEST_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) {
+        Some(path) => eval_files.push(("test", path)),
+        None => eprintln!(
+            "e2e: no test set ({}) in {}; scoring dev only",
+            TEST_FILES.join(" or "),
+            dir.display()
+        ),
+    }
+    let mut evals = Vec::new();
+    for (name, path) in eval_files {
+        let mut split = read_e2e(&path)?;
+        if split.instances.iter().any(|i| i.references.is_empty()) {
+            eprintln!(
+                "e2e: {} has no references (inputs only); it is not scored",
+                path.display()
+            );
+            continue;
+        }
+        crate::task::limit(
+            &mut split.instances,
+            config.task.eval_limit,
+            config.run.seed,
+        );
+        evals.push(EvalSet {
+            name: name.to_string(),
+            batches: Vec::new(),
+            truncated_words: 0,
+            generation: Some(GenerationSet {
+                prompts: encoder.prompts(&split)?,
+                references: split
+                    .instances
+                    .iter()
+                    .map(|i| i.references.clone())
+                    .collect(),
+                config: generation.clone(),
+                tokenizer: Arc::clone(&tokenizer),
+                meteor: meteor.clone(),
+            }),
+        });
+    }
+    let pad = u32::try_from(eos[0]).context("the end-of-text id is not a token id")?;
+    let mut data = crate::task::assemble(
+        config,
+        pad,
+        device,
+        TaskSpec::Generation,
+        train_set,
+        Vec::new(),
+    )?;
+    data.evals = evals;
+    Ok(data)
+}
+
+/// Tokenizes prompts and (prompt, reference) training pairs.
+struct PairEncoder<'a> {
+    tokenizer: &'a Tokenizer,
+    separator: i64,
+    max_length: usize,
+}
+
+impl PairEncoder<'_> {
+    fn ids(&self, text: &str, special: bool) -> Result<Vec<i64>> {
+        let encoding = self
+            .tokenizer
+            .encode(text, special)
+            .map_err(|e| anyhow!("tokenizing {text:?}: {e}"))?;
+        Ok(encoding.get_ids().iter().map(|&i| i64::from(i)).collect())
+    }
+
+    /// The linearised MR (with the tokenizer's own special tokens, e.g. Llama's BOS) and the
+    /// separator.
+    fn prompt(&self, input: &str) -> Result<Vec<i64>> {
+        let mut ids = self.ids(input, true)?;
+        ids.push(self.separator);
+        Ok(ids)
+    }
+
+    fn prompts(&self, split: &E2eSplit) -> Result<Vec<Vec<i64>>> {
+        split
+            .instances
+            .iter()
+            .map(|i| self.prompt(&i.input))
+            .collect()
+    }
+
+    /// `prompt + " " + reference + EOS`, labels -100 on the prompt; cut to the maximum length
+    /// (counted as truncated). A prompt that leaves no room for the reference is an error.
+    fn encode_pairs(&self, path: &Path, pairs: &[(&str, &str, usize)]) -> Result<EncodedSet> {
+        let mut examples = Vec::with_capacity(pairs.len());
+        let mut truncated = 0;
+        for &(input, reference, line) in pairs {
+            let prompt = self.prompt(input)?;
+            let mut completion = self.ids(&format!(" {reference}"), false)?;
+            completion.push(self.separator);
+            if prompt.len() >= self.max_length {
+                bail!(
+                    "{} line {line}: the MR takes {} tokens, which leaves no room for its \
+                     reference within task.max_length = {}",
+                    path.display(),
+                    prompt.len(),
+                    self.max_length
+                );
+            }
+            let mut ids: Vec<i64> = prompt.iter().chain(&completion).copied().collect();
+            let mut labels: Vec<i64> = std::iter::repeat_n(IGNORE_INDEX, prompt.len())
+                .chain(completion.iter().copied())
+                .collect();
+            let cut = ids.len() > self.max_length;
+            ids.truncate(self.max_length);
+            labels.truncate(self.max_length);
+            truncated += usize::from(cut);
+            examples.push(Encoded {
+                input_ids: ids
+                    .iter()
+                    .map(|&i| u32::try_from(i).context("a token id beyond u32"))
+                    .collect::<Result<_>>()?,
+                token_type_ids: vec![0; labels.len()],
+                target: Target::Tokens(labels),
+                truncated: cut,
+            });
+        }
+        Ok(EncodedSet {
+            examples,
+            truncated,
+            truncated_words: 0,
+        })
+    }
+}
+
+/// Generates for every MR of `set` and scores the outputs: `bleu`, `nist`, `meteor` (only
+/// when METEOR ran), `rouge_l`, `cider`, and `empty_outputs`.
+pub fn score(model: &dyn Model, name: &str, set: &GenerationSet) -> Result<BTreeMap<String, f64>> {
+    let lm = model
+        .as_causal_lm()
+        .ok_or_else(|| anyhow!("generation needs a model with a language-model head"))?;
+    let mut progress = Progress::new(&format!("gen {name}"), set.prompts.len() as u64, 0);
+    let mut hypotheses = Vec::with_capacity(set.prompts.len());
+    for prompt in &set.prompts {
+        let out = generate(lm, prompt, &set.config)?;
+        let ids: Vec<u32> = out
+            .tokens
+            .iter()
+            .filter(|t| !set.config.eos_token_ids.contains(t))
+            .map(|&t| u32::try_from(t).unwrap_or(0))
+            .collect();
+        let text = set
+            .tokenizer
+            .decode(&ids, true)
+            .map_err(|e| anyhow!("decoding generated tokens: {e}"))?;
+        // One output line per MR, as the challenge's script reads them.
+        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        progress.advance(&format!("{} tokens", out.tokens.len()));
+        hypotheses.push(text);
+    }
+    progress.finish();
+    let empty = hypotheses.iter().filter(|h| h.is_empty()).count();
+    let scores = match e2e_scores(&hypotheses, &set.references, set.meteor.as_ref()) {
+        Ok(scores) => scores,
+        // A METEOR failure (Java error) must not lose the other metrics.
+        Err(err) if set.meteor.is_some() => {
+            eprintln!("e2e: METEOR failed ({err}); reporting the other metrics");
+            e2e_scores(&hypotheses, &set.references, None)?
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = BTreeMap::new();
+    out.insert("bleu".to_string(), scores.bleu);
+    out.insert("nist".to_string(), scores.nist);
+    if let Some(m) = scores.meteor {
+        out.insert("meteor".to_string(), m);
+    }
+    out.insert("rouge_l".to_string(), scores.rouge_l);
+    out.insert("cider".to_string(), scores.cider);
+    out.insert("empty_outputs".to_string(), empty as f64);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_tokenizer() -> Result<Tokenizer> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gpt2");
+        crate::lm_tokenizer::load(&dir)
+    }
+
+    #[test]
+    fn training_pairs_mask_the_prompt_and_end_with_eos() -> Result<()> {
+        let tokenizer = fixture_tokenizer()?;
+        let encoder = PairEncoder {
+            tokenizer: &tokenizer,
+            separator: 0,
+            max_length: 128,
+        };
+        let input = "name : Blue Finch | eatType : pub";
+        let reference = "Blue Finch is a pub.";
+        let set = encoder.encode_pairs(Path::new("x.csv"), &[(input, reference, 2)])?;
+        let example = &set.examples[0];
+        let prompt = encoder.prompt(input)?;
+        assert_eq!(
+            *prompt.last().unwrap(),
+            0,
+            "the prompt ends with the separator"
+        );
+        let Target::Tokens(labels) = &example.target else {
+            panic!("token labels expected")
+        };
+        let ids: Vec<i64> = example.input_ids.iter().map(|&i| i64::from(i)).collect();
+        assert_eq!(ids[..prompt.len()], prompt[..]);
+        assert!(labels[..prompt.len()].iter().all(|&l| l == IGNORE_INDEX));
+        assert_eq!(labels[prompt.len()..], ids[prompt.len()..]);
+        assert_eq!(*ids.last().unwrap(), 0, "the example ends with EOS");
+        let completion: Vec<u32> = example.input_ids[prompt.len()..ids.len() - 1].to_vec();
+        let text = tokenizer
+            .decode(&completion, true)
+            .map_err(|e| anyhow!("{e}"))?;
+        assert_eq!(text, format!(" {reference}"));
+        assert_eq!(set.truncated, 0);
+
+        // Cut to the maximum length and counted; a prompt without room is an error.
+        let short = PairEncoder {
+            max_length: prompt.len() + 2,
+            ..encoder
+        };
+        let set = short.encode_pairs(Path::new("x.csv"), &[(input, reference, 2)])?;
+        assert_eq!(
+            (set.truncated, set.examples[0].len()),
+            (1, prompt.len() + 2)
+        );
+        let tight = PairEncoder {
+            max_length: prompt.len(),
+            ..encoder
+        };
+        let err = tight
+            .encode_pairs(Path::new("x.csv"), &[(input, reference, 2)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x.csv line 2") && err.contains("max_length"),
+            "{err}"
+        );
+        Ok(())
+    }
+}

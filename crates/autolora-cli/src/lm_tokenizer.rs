@@ -1,0 +1,151 @@
+//! The tokenizer of a causal language model folder, and its end-of-text tokens.
+//!
+//! A folder normally holds a `tokenizer.json`. GPT-2 as OpenAI released it ships only the
+//! byte-level BPE files `encoder.json` + `vocab.bpe` (the `gpt2-bpe` asset), the same data as
+//! `vocab.json` + `merges.txt`; from those the tokenizer is built here exactly as Hugging
+//! Face's `GPT2TokenizerFast` is: byte-level pre-tokenizer without a prefix space, byte-level
+//! decoder, and `<|endoftext|>` as a special token.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
+use tokenizers::models::bpe::BPE;
+use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::{AddedToken, Tokenizer};
+
+/// Vocabulary file names of a byte-level BPE, in the order tried.
+const VOCAB_FILES: &[&str] = &["vocab.json", "encoder.json"];
+/// Merge file names, in the order tried.
+const MERGES_FILES: &[&str] = &["merges.txt", "vocab.bpe"];
+/// End-of-text tokens tried when the model's config names none.
+const EOS_TOKENS: &[&str] = &["<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_end|>"];
+
+/// Loads the folder's tokenizer with its own padding and truncation switched off (batches are
+/// padded here and truncation is counted).
+pub fn load(model_dir: &Path) -> Result<Tokenizer> {
+    let mut tokenizer = match autolora_models::tokenizer_path(model_dir) {
+        Some(path) => Tokenizer::from_file(&path)
+            .map_err(|e| anyhow!("reading the tokenizer {}: {e}", path.display()))?,
+        None => from_bpe_files(model_dir)?,
+    };
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| anyhow!("switching truncation off: {e}"))?;
+    Ok(tokenizer)
+}
+
+fn find(dir: &Path, names: &[&str]) -> Option<PathBuf> {
+    names.iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+/// GPT-2's tokenizer from `encoder.json`/`vocab.json` and `vocab.bpe`/`merges.txt`.
+fn from_bpe_files(dir: &Path) -> Result<Tokenizer> {
+    let (Some(vocab), Some(merges)) = (find(dir, VOCAB_FILES), find(dir, MERGES_FILES)) else {
+        bail!(
+            "{} has no tokenizer.json, nor a byte-level BPE vocabulary ({}) with merges ({})",
+            dir.display(),
+            VOCAB_FILES.join(" or "),
+            MERGES_FILES.join(" or ")
+        );
+    };
+    let (vocab_s, merges_s) = (vocab.display().to_string(), merges.display().to_string());
+    let bpe = BPE::from_file(&vocab_s, &merges_s)
+        .build()
+        .map_err(|e| anyhow!("building the BPE from {vocab_s} and {merges_s}: {e}"))?;
+    let mut tokenizer = Tokenizer::new(bpe);
+    tokenizer.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
+    tokenizer.with_decoder(Some(ByteLevelDecoder::default()));
+    tokenizer.with_post_processor(Some(ByteLevel::new(false, false, true)));
+    if tokenizer.token_to_id("<|endoftext|>").is_some() {
+        tokenizer
+            .add_special_tokens(vec![AddedToken::from("<|endoftext|>", true)])
+            .map_err(|e| anyhow!("adding <|endoftext|>: {e}"))?;
+    }
+    tracing::info!(vocab = %vocab_s, merges = %merges_s, "GPT-2 tokenizer built from BPE files");
+    Ok(tokenizer)
+}
+
+/// The model's end-of-text ids: `eos_token_id` of its `config.json` (a number or a list),
+/// else the first known end-of-text token the tokenizer has.
+pub fn eos_ids(model_dir: &Path, tokenizer: &Tokenizer) -> Result<Vec<i64>> {
+    let config_path = model_dir.join("config.json");
+    if let Ok(text) = std::fs::read_to_string(&config_path) {
+        let config: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("parsing {}", config_path.display()))?;
+        let ids: Vec<i64> = match &config["eos_token_id"] {
+            serde_json::Value::Number(n) => n.as_i64().into_iter().collect(),
+            serde_json::Value::Array(a) => a.iter().filter_map(|v| v.as_i64()).collect(),
+            _ => Vec::new(),
+        };
+        if !ids.is_empty() {
+            return Ok(ids);
+        }
+    }
+    EOS_TOKENS
+        .iter()
+        .find_map(|t| tokenizer.token_to_id(t))
+        .map(|id| vec![i64::from(id)])
+        .ok_or_else(|| {
+            anyhow!(
+                "{} names no eos_token_id and its tokenizer has none of {EOS_TOKENS:?}",
+                config_path.display()
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
+        tokenizer.encode(text, true).unwrap().get_ids().to_vec()
+    }
+
+    #[test]
+    fn bpe_files_make_a_byte_level_tokenizer() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("encoder.json"),
+            r#"{"<|endoftext|>": 0, "h": 1, "i": 2, "Ġ": 3, "hi": 4, "Ġhi": 5}"#,
+        )?;
+        std::fs::write(dir.path().join("vocab.bpe"), "#version: 0.2\nh i\nĠ hi\n")?;
+        let tokenizer = load(dir.path())?;
+        assert_eq!(ids(&tokenizer, "hi hi<|endoftext|>"), [4, 5, 0]);
+        let text = tokenizer
+            .decode(&[4, 5, 0], true)
+            .map_err(|e| anyhow!("{e}"))?;
+        assert_eq!(text, "hi hi");
+        assert_eq!(eos_ids(dir.path(), &tokenizer)?, [0]);
+        Ok(())
+    }
+
+    #[test]
+    fn real_gpt2_files_give_gpt2_ids() -> Result<()> {
+        let Ok(dir) = autolora_data::assets::cache_root().map(|c| c.join("assets/gpt2-bpe")) else {
+            return Ok(());
+        };
+        if !dir.join("encoder.json").exists() {
+            eprintln!("SKIPPED: the gpt2-bpe asset is not cached (cargo xtask download gpt2-bpe)");
+            return Ok(());
+        }
+        let tokenizer = load(&dir)?;
+        // As GPT2TokenizerFast encodes them.
+        assert_eq!(ids(&tokenizer, "Hello world"), [15496, 995]);
+        assert_eq!(ids(&tokenizer, "<|endoftext|>"), [50256]);
+        Ok(())
+    }
+
+    #[test]
+    fn config_eos_ids_win() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"eos_token_id": [5, 7]}"#,
+        )?;
+        let tokenizer = Tokenizer::new(BPE::default());
+        assert_eq!(eos_ids(dir.path(), &tokenizer)?, [5, 7]);
+        Ok(())
+    }
+}
