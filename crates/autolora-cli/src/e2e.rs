@@ -254,6 +254,7 @@ pub fn score(model: &dyn Model, name: &str, set: &GenerationSet) -> Result<BTree
             .map_err(|e| anyhow!("decoding generated tokens: {e}"))?;
         // One output line per MR, as the challenge's script reads them.
         let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        tracing::debug!(split = name, output = %text, "generated");
         progress.advance(&format!("{} tokens", out.tokens.len()));
         hypotheses.push(text);
     }

@@ -4,11 +4,14 @@
 //! byte-level BPE files `encoder.json` + `vocab.bpe` (the `gpt2-bpe` asset), the same data as
 //! `vocab.json` + `merges.txt`; from those the tokenizer is built here exactly as Hugging
 //! Face's `GPT2TokenizerFast` is: byte-level pre-tokenizer without a prefix space, byte-level
-//! decoder, and `<|endoftext|>` as a special token.
+//! decoder, and `<|endoftext|>` as a special token. A llama.cpp GGUF model (the file, or a
+//! folder holding one `.gguf` and no `config.json`) carries its tokenizer and end-of-text id
+//! in its metadata.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use autolora_models::gguf::{GgufFile, tokenizer_from_gguf};
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -27,13 +30,37 @@ pub fn load(model_dir: &Path) -> Result<Tokenizer> {
     let mut tokenizer = match autolora_models::tokenizer_path(model_dir) {
         Some(path) => Tokenizer::from_file(&path)
             .map_err(|e| anyhow!("reading the tokenizer {}: {e}", path.display()))?,
-        None => from_bpe_files(model_dir)?,
+        None => match gguf_file(model_dir) {
+            Some(path) => {
+                let file = GgufFile::open(&path)?;
+                tokenizer_from_gguf(&file)?
+            }
+            None => from_bpe_files(model_dir)?,
+        },
     };
     tokenizer.with_padding(None);
     tokenizer
         .with_truncation(None)
         .map_err(|e| anyhow!("switching truncation off: {e}"))?;
     Ok(tokenizer)
+}
+
+/// The GGUF file `path` names, by the rule the model loader follows: the path itself if it
+/// is a `.gguf` file, else the only `.gguf` file of a folder without `config.json`.
+fn gguf_file(path: &Path) -> Option<PathBuf> {
+    let is_gguf = |p: &Path| p.is_file() && p.extension().is_some_and(|e| e == "gguf");
+    if is_gguf(path) {
+        return Some(path.to_path_buf());
+    }
+    if !path.is_dir() || path.join("config.json").exists() {
+        return None;
+    }
+    let mut found = std::fs::read_dir(path)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_gguf(p));
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
 }
 
 fn find(dir: &Path, names: &[&str]) -> Option<PathBuf> {
@@ -67,8 +94,9 @@ fn from_bpe_files(dir: &Path) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
-/// The model's end-of-text ids: `eos_token_id` of its `config.json` (a number or a list),
-/// else the first known end-of-text token the tokenizer has.
+/// The model's end-of-text ids: `eos_token_id` of its `config.json` (a number or a list), or
+/// `tokenizer.ggml.eos_token_id` of a GGUF file, else the first known end-of-text token the
+/// tokenizer has.
 pub fn eos_ids(model_dir: &Path, tokenizer: &Tokenizer) -> Result<Vec<i64>> {
     let config_path = model_dir.join("config.json");
     if let Ok(text) = std::fs::read_to_string(&config_path) {
@@ -81,6 +109,12 @@ pub fn eos_ids(model_dir: &Path, tokenizer: &Tokenizer) -> Result<Vec<i64>> {
         };
         if !ids.is_empty() {
             return Ok(ids);
+        }
+    }
+    if let Some(path) = gguf_file(model_dir) {
+        let file = GgufFile::open(&path)?;
+        if let Ok(id) = file.require_int("tokenizer.ggml.eos_token_id") {
+            return Ok(vec![id]);
         }
     }
     EOS_TOKENS
