@@ -134,6 +134,9 @@ fn write_merged(session: &Session, model: &dyn Model, dir: &Path) -> Result<()> 
 
 /// The Hugging Face class of the task model, e.g. `BertForTokenClassification`.
 fn class_name(model: &dyn Model) -> String {
+    if model.architecture() == Architecture::Gpt2 && model.task() == Task::CausalLm {
+        return "GPT2LMHeadModel".into(); // the one class that breaks the naming pattern
+    }
     let stem = match model.architecture() {
         Architecture::Bert => "Bert",
         Architecture::Roberta => "Roberta",
