@@ -98,6 +98,8 @@ fn main() -> Result<()> {
         Job::Bench { quick, threads } => bench::run(quick, threads),
         Job::Test { args } => {
             setup_default()?;
+            // The real assets the integration tests check (they would skip without them).
+            download::run(&TEST_ASSETS.map(String::from))?;
             provision::run(
                 Command::new(cargo())
                     .current_dir(provision::repo_root())
@@ -117,6 +119,15 @@ fn setup_default() -> Result<()> {
     let env = provision::ensure(&provision::cache_root()?, Flavor::Full)?;
     provision::link_into_repo(&env.libtorch)
 }
+
+/// Real models and data sets the test suite reads.
+const TEST_ASSETS: [&str; 5] = [
+    "minilm-l6-v2",
+    "conll2003",
+    "rotten-tomatoes",
+    "smollm2-135m",
+    "gpt2-bpe",
+];
 
 /// Settings that shrink the demo to a smoke test of the whole path.
 const SMOKE_OVERRIDES: &[&str] = &[
