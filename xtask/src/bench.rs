@@ -78,17 +78,9 @@ pub fn run(quick: bool, threads: usize) -> Result<()> {
     crate::download::run(&["minilm".to_string()])?;
     let model_dir = autolora_data::assets::fetch("minilm").context("locating the minilm asset")?;
     let root = provision::repo_root();
-    provision::run(Command::new(crate::cargo()).current_dir(&root).args([
-        "build",
-        "--quiet",
-        "-p",
-        "autolora-cli",
-    ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let autolora = crate::build_cli()?;
     let tools = Tools {
-        autolora: target.join("debug").join("autolora"),
+        autolora,
         python: provision::reference_python()?,
         script: root.join("xtask").join("bench").join("torch_steps.py"),
         model_dir,
@@ -134,7 +126,7 @@ pub fn run(quick: bool, threads: usize) -> Result<()> {
         "runs": runs,
     });
     // A quick run (no sweeps) must not replace the full report: it goes beside it.
-    let out_dir = target.join("bench");
+    let out_dir = crate::target_dir().join("bench");
     std::fs::create_dir_all(&out_dir)?;
     let json_path = out_dir.join(if quick {
         "report-quick.json"

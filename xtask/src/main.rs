@@ -142,18 +142,7 @@ fn demo(smoke: bool, overrides: &[String]) -> Result<()> {
     setup_default()?;
     download::run(&["minilm".to_string(), "conll2003".to_string()])?;
     let root = provision::repo_root();
-    // The dev profile shares its libtorch wrapper build with the tests (a release build would
-    // compile it again); libtorch does the heavy lifting either way.
-    provision::run(Command::new(cargo()).current_dir(&root).args([
-        "build",
-        "--quiet",
-        "-p",
-        "autolora-cli",
-    ]))?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let mut cmd = Command::new(target.join("debug").join("autolora"));
+    let mut cmd = Command::new(build_cli()?);
     cmd.current_dir(&root)
         .args(["run", "--config"])
         .arg(root.join("xtask").join("demo.toml"));
@@ -166,6 +155,27 @@ fn demo(smoke: bool, overrides: &[String]) -> Result<()> {
         cmd.args(["--set", item]);
     }
     provision::run(&mut cmd)
+}
+
+/// Builds the `autolora` binary and returns its path. The dev profile shares its libtorch
+/// wrapper build with the tests (a release build would compile it again); libtorch does the
+/// heavy lifting either way.
+fn build_cli() -> Result<PathBuf> {
+    let root = provision::repo_root();
+    provision::run(Command::new(cargo()).current_dir(&root).args([
+        "build",
+        "--quiet",
+        "-p",
+        "autolora-cli",
+    ]))?;
+    Ok(target_dir().join("debug").join("autolora"))
+}
+
+/// Cargo's target folder (`CARGO_TARGET_DIR`, else `<repo>/target`).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| provision::repo_root().join("target"))
 }
 
 fn cargo() -> String {
