@@ -286,6 +286,7 @@ def main():
         "steps": args.steps,
         "step_seconds": times,
         "median_step_seconds": median,
+        "min_step_seconds": min(times),
         "tokens_per_step": tokens,
         "tokens_per_second": tokens / median,
         "passes": step.passes,

@@ -105,6 +105,7 @@ struct BenchReport {
     steps: usize,
     step_seconds: Vec<f64>,
     median_step_seconds: f64,
+    min_step_seconds: f64,
     tokens_per_step: i64,
     tokens_per_second: f64,
     passes: Option<u32>,
@@ -199,6 +200,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         tracing::info!(step = i, seconds = elapsed, loss = final_loss, "bench step");
     }
     let median_step_seconds = median(&step_seconds);
+    let min_step_seconds = step_seconds.iter().copied().fold(f64::INFINITY, f64::min);
     let tokens_per_step = args.batch * args.seq;
     let report = BenchReport {
         implementation: "autolora",
@@ -215,6 +217,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         steps: args.steps,
         step_seconds,
         median_step_seconds,
+        min_step_seconds,
         tokens_per_step,
         tokens_per_second: tokens_per_step as f64 / median_step_seconds,
         passes: args.mode.passes(),
