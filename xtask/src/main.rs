@@ -4,7 +4,9 @@
 
 mod bench;
 mod download;
+mod experiment;
 mod provision;
+mod report;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -62,6 +64,17 @@ enum Job {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// AutoLoRA against fixed-rank LoRA and a random allocation of the same total rank, on
+    /// real data over several seeds (resumable: finished runs are recorded and skipped); writes
+    /// the generated part of docs/results.md.
+    Experiment {
+        /// The plan: tasks, seeds, fixed ranks.
+        #[arg(long, default_value = "xtask/experiment/plan.toml")]
+        plan: PathBuf,
+        /// Only write the report from the runs recorded so far.
+        #[arg(long)]
+        report_only: bool,
+    },
     /// Provision libtorch, then run the whole test suite (extra arguments go to `cargo test`).
     Test {
         /// Arguments passed through to `cargo test`.
@@ -96,6 +109,20 @@ fn main() -> Result<()> {
         Job::Download { names } => download::run(&names),
         Job::Demo { smoke, overrides } => demo(smoke, &overrides),
         Job::Bench { quick, threads } => bench::run(quick, threads),
+        Job::Experiment { plan, report_only } => {
+            let plan = provision::repo_root().join(plan);
+            if report_only {
+                return experiment::report(&plan);
+            }
+            setup_default()?;
+            let assets: Vec<String> = experiment::Plan::load(&plan)?
+                .tasks
+                .iter()
+                .flat_map(|t| t.assets.iter().cloned())
+                .collect();
+            download::run(&assets)?;
+            experiment::run(&plan, &build_cli()?)
+        }
         Job::Test { args } => {
             setup_default()?;
             // The real assets the integration tests check (they would skip without them).

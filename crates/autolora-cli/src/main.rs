@@ -156,7 +156,12 @@ fn dispatch(command: Command) -> Result<()> {
             let outcome = train::run(&session, &plan, None, "train", args.resume)?;
             run::save_adapter(&session, outcome.model.as_ref(), "adapter")?;
             run::print_scores("LoRA", &outcome);
-            Ok(())
+            // The scores as data, for scripts that compare runs.
+            let entry = run::Entry::new("LoRA".into(), &outcome);
+            atomic::write(
+                &session.path("result.json"),
+                serde_json::to_string_pretty(&entry)?.as_bytes(),
+            )
         }
         Command::Eval(args) => {
             let session = Session::open(args.resolve()?)?;

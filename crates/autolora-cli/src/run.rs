@@ -27,8 +27,10 @@ struct Summary<'a> {
     uniform_modules: usize,
 }
 
+/// One trained adapter's result: the rows of `summary.json` and the whole of `train`'s
+/// `result.json`.
 #[derive(Serialize)]
-struct Entry<'a> {
+pub struct Entry<'a> {
     label: String,
     scores: &'a Scores,
     trainable_params: i64,
@@ -37,7 +39,8 @@ struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    fn new(label: String, outcome: &'a TrainOutcome) -> Self {
+    /// The entry of a finished training run.
+    pub fn new(label: String, outcome: &'a TrainOutcome) -> Self {
         Entry {
             label,
             scores: &outcome.scores,

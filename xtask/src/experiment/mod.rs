@@ -1,0 +1,253 @@
+//! `cargo xtask experiment`: AutoLoRA against fixed-rank LoRA and against a random allocation
+//! of the same total rank, on real data, over several seeds; resumable across interruptions.
+//!
+//! The plan (`xtask/experiment/plan.toml`) names the tasks (each a run file), the seeds and
+//! the fixed ranks. For every seed, then every task, the driver runs `autolora search`, then
+//! `autolora train` with the searched ranks, with each fixed rank and with a random allocation
+//! of the searched total, each in its own run directory under the plan's `out_dir`. Each
+//! finished run is appended to `results.jsonl` there; a restarted driver skips what is
+//! recorded and continues an interrupted run from its checkpoint (`--resume`). `report`
+//! turns the log into the generated part of `docs/results.md` and its figures.
+
+mod allocation;
+
+mod records;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::provision;
+pub use records::Record;
+
+/// The experiment's plan file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    /// Run seeds; each one draws its own training subset, search split, initialisation and
+    /// dropout.
+    pub seeds: Vec<u64>,
+    /// The fixed-rank LoRA baselines.
+    pub fixed_ranks: Vec<i64>,
+    /// Whether to train a random allocation of AutoLoRA's total rank.
+    pub random_allocation: bool,
+    /// Where the run directories and `results.jsonl` go (relative to the repository).
+    pub out_dir: PathBuf,
+    /// The tasks, in the order they run for each seed.
+    #[serde(rename = "task")]
+    pub tasks: Vec<TaskPlan>,
+}
+
+/// One task of the plan.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskPlan {
+    /// Short name (folder names, figure names).
+    pub name: String,
+    /// Heading in the report.
+    pub title: String,
+    /// The run file every method of this task shares (relative to the repository).
+    pub config: PathBuf,
+    /// The score the report compares (a key of the run's scores, e.g. `entity_f1`).
+    pub metric: String,
+    /// Assets to download before the first run.
+    pub assets: Vec<String>,
+}
+
+/// One method in one (task, seed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arm {
+    /// The AutoLoRA search (writes ranks.json).
+    Search,
+    /// Retraining with the searched ranks.
+    AutoLora,
+    /// Fixed-rank LoRA.
+    Fixed(i64),
+    /// A random allocation of the searched total rank.
+    Random,
+}
+
+impl Arm {
+    /// The arm's name in folders and in the log.
+    pub fn label(self) -> String {
+        match self {
+            Arm::Search => "search".into(),
+            Arm::AutoLora => "autolora".into(),
+            Arm::Fixed(r) => format!("r{r}"),
+            Arm::Random => "random".into(),
+        }
+    }
+}
+
+/// One run of the experiment.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit<'a> {
+    /// Its task.
+    pub task: &'a TaskPlan,
+    /// Its seed.
+    pub seed: u64,
+    /// Its method.
+    pub arm: Arm,
+}
+
+impl Plan {
+    /// Reads a plan file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let plan: Plan = toml::from_str(&text).with_context(|| format!("in {}", path.display()))?;
+        if plan.seeds.is_empty() || plan.tasks.is_empty() {
+            bail!(
+                "{}: the plan needs at least one seed and one task",
+                path.display()
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Every run, seed by seed (so that a partial experiment covers every task and method).
+    pub fn units(&self) -> Vec<Unit<'_>> {
+        let mut arms = vec![Arm::Search, Arm::AutoLora];
+        arms.extend(self.fixed_ranks.iter().map(|&r| Arm::Fixed(r)));
+        if self.random_allocation {
+            arms.push(Arm::Random);
+        }
+        let mut units = Vec::new();
+        for &seed in &self.seeds {
+            for task in &self.tasks {
+                units.extend(arms.iter().map(|&arm| Unit { task, seed, arm }));
+            }
+        }
+        units
+    }
+
+    fn seed_dir(&self, root: &Path, task: &TaskPlan, seed: u64) -> PathBuf {
+        root.join(&self.out_dir)
+            .join(&task.name)
+            .join(format!("seed-{seed}"))
+    }
+}
+
+/// Runs what the log lacks, then writes the report.
+pub fn run(plan_path: &Path, cli: &Path) -> Result<()> {
+    let root = provision::repo_root();
+    let plan = Plan::load(plan_path)?;
+    let out = root.join(&plan.out_dir);
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    // One build serves the whole experiment, even if the tree is rebuilt while it runs.
+    let binary = out.join("autolora");
+    std::fs::copy(cli, &binary)
+        .with_context(|| format!("copying {} to {}", cli.display(), binary.display()))?;
+    let log_path = out.join(records::LOG);
+    let mut log = records::Log::load(&log_path)?;
+    let units = plan.units();
+    let commit = records::commit(&root);
+    for (index, unit) in units.iter().enumerate() {
+        if log.find(unit).is_some() {
+            continue;
+        }
+        println!(
+            "\n[{}/{}] {} seed {} {}",
+            index + 1,
+            units.len(),
+            unit.task.name,
+            unit.seed,
+            unit.arm.label()
+        );
+        let record = run_unit(&root, &plan, &binary, unit, &log, &commit)?;
+        log.append(&log_path, record)?;
+    }
+    println!(
+        "\nall {} runs recorded in {}",
+        units.len(),
+        log_path.display()
+    );
+    report(plan_path)
+}
+
+/// Writes the report from the log as it stands.
+pub fn report(plan_path: &Path) -> Result<()> {
+    let root = provision::repo_root();
+    let plan = Plan::load(plan_path)?;
+    let log = records::Log::load(&root.join(&plan.out_dir).join(records::LOG))?;
+    let _ = (root, plan, log);
+    Ok(())
+}
+
+fn run_unit(
+    root: &Path,
+    plan: &Plan,
+    binary: &Path,
+    unit: &Unit,
+    log: &records::Log,
+    commit: &str,
+) -> Result<Record> {
+    let seed_dir = plan.seed_dir(root, unit.task, unit.seed);
+    let dir = seed_dir.join(unit.arm.label());
+    let search_ranks = seed_dir.join(Arm::Search.label()).join("ranks.json");
+    let mut cmd = Command::new(binary);
+    cmd.current_dir(root)
+        .arg(if unit.arm == Arm::Search {
+            "search"
+        } else {
+            "train"
+        })
+        .arg("--config")
+        .arg(root.join(&unit.task.config))
+        .arg("--out")
+        .arg(&dir)
+        .args(["--set", &format!("run.seed={}", unit.seed)]);
+    let ranks = match unit.arm {
+        Arm::Search => None,
+        Arm::AutoLora => Some(toml_path(&search_ranks)),
+        Arm::Fixed(r) => Some(r.to_string()),
+        Arm::Random => {
+            let searched = log
+                .find(&Unit {
+                    arm: Arm::Search,
+                    ..*unit
+                })
+                .context("the random allocation needs the search's ranks")?;
+            let path = seed_dir.join("random-ranks.json");
+            allocation::write_random(&search_ranks, &path, unit, searched)?;
+            Some(toml_path(&path))
+        }
+    };
+    if let Some(ranks) = ranks {
+        cmd.args(["--set", &format!("train.ranks={ranks}")]);
+    }
+    // A run directory with a checkpoint is an interrupted run: continue it.
+    if dir.join("checkpoints").is_dir() {
+        cmd.arg("--resume");
+    }
+    let started = Instant::now();
+    provision::run(&mut cmd)?;
+    let wall_seconds = started.elapsed().as_secs_f64();
+    let record = match unit.arm {
+        Arm::Search => Record::search(unit, &dir.join("ranks.json"), wall_seconds, commit)?,
+        _ => {
+            let ranks_file = match unit.arm {
+                Arm::AutoLora => Some(search_ranks),
+                Arm::Random => Some(seed_dir.join("random-ranks.json")),
+                _ => None,
+            };
+            Record::train(
+                unit,
+                &dir.join("result.json"),
+                ranks_file.as_deref(),
+                wall_seconds,
+                commit,
+            )?
+        }
+    };
+    Ok(record)
+}
+
+/// A path as a TOML string (the `--set` value syntax).
+fn toml_path(path: &Path) -> String {
+    Value::String(path.display().to_string()).to_string()
+}
