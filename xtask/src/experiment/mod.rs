@@ -10,8 +10,9 @@
 //! turns the log into the generated part of `docs/results.md` and its figures.
 
 mod allocation;
-
+mod plot;
 mod records;
+mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -174,8 +175,7 @@ pub fn report(plan_path: &Path) -> Result<()> {
     let root = provision::repo_root();
     let plan = Plan::load(plan_path)?;
     let log = records::Log::load(&root.join(&plan.out_dir).join(records::LOG))?;
-    let _ = (root, plan, log);
-    Ok(())
+    summary::write(&root, &plan, &log)
 }
 
 fn run_unit(
