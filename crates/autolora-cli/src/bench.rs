@@ -9,15 +9,26 @@
 //! CLI's default settings (inner Adam 3e-4, outer Adam 1e-2 with betas 0.5/0.999, k = 8,
 //! softmax gate) in the chosen hypergradient mode, fused attention except for the exact mode,
 //! which needs the eager (double-differentiable) attention. Prints one JSON object.
+//!
+//! The base model is a Hugging Face folder (`--model-dir`, default the `minilm` asset), or,
+//! where the weights cannot be had (a GPU machine with no model files), random weights of a
+//! real model's shape: `--shape minilm|roberta-base`, or `--random-weights` with a folder that
+//! holds only a BERT/RoBERTa `config.json`. Step time does not depend on the values of the
+//! weights, only on their shapes and dtype; `--base-dtype bf16` stores the frozen base in bf16.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use autolora_core::bilevel::{BilevelSearch, FiniteDifferenceForm, Hypergradient, SearchConfig};
 use autolora_core::optim::{OptimConfig, Optimizer};
 use autolora_core::{Gate, LoraConfig, NamedParam, Param};
-use autolora_models::{AttentionImpl, LoadOptions, Model, RawConfig, Task, load_model};
+use autolora_models::bert::BertConfig;
+use autolora_models::encoder::EncoderModel;
+use autolora_models::{
+    Architecture, AttentionImpl, LoadOptions, Model, RawConfig, Task, TensorSource, load_model,
+};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use tch::{Device, Kind, Tensor};
@@ -56,6 +67,84 @@ impl BenchMode {
     }
 }
 
+/// A built-in model shape (random weights), for machines without the model files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Shape {
+    /// all-MiniLM-L6-v2: BERT, hidden 384, 6 layers, 12 heads, intermediate 1536, vocab 30522.
+    Minilm,
+    /// roberta-base: hidden 768, 12 layers, 12 heads, intermediate 3072, vocab 50265.
+    RobertaBase,
+}
+
+impl Shape {
+    /// The model's `config.json`, as published with it.
+    fn config(self) -> serde_json::Value {
+        match self {
+            Shape::Minilm => serde_json::json!({
+                "model_type": "bert",
+                "hidden_size": 384,
+                "num_hidden_layers": 6,
+                "num_attention_heads": 12,
+                "intermediate_size": 1536,
+                "vocab_size": 30522,
+                "max_position_embeddings": 512,
+                "type_vocab_size": 2,
+                "hidden_act": "gelu",
+                "layer_norm_eps": 1e-12,
+                "hidden_dropout_prob": 0.1,
+                "attention_probs_dropout_prob": 0.1,
+                "pad_token_id": 0,
+                "initializer_range": 0.02
+            }),
+            Shape::RobertaBase => serde_json::json!({
+                "model_type": "roberta",
+                "hidden_size": 768,
+                "num_hidden_layers": 12,
+                "num_attention_heads": 12,
+                "intermediate_size": 3072,
+                "vocab_size": 50265,
+                "max_position_embeddings": 514,
+                "type_vocab_size": 1,
+                "hidden_act": "gelu",
+                "layer_norm_eps": 1e-5,
+                "hidden_dropout_prob": 0.1,
+                "attention_probs_dropout_prob": 0.1,
+                "pad_token_id": 1,
+                "initializer_range": 0.02
+            }),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Shape::Minilm => "minilm",
+            Shape::RobertaBase => "roberta-base",
+        }
+    }
+}
+
+/// Storage dtype of the frozen base matrices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BaseDtype {
+    /// 32-bit float (the computation kind).
+    F32,
+    /// bfloat16 (the usual choice on a GPU).
+    Bf16,
+    /// IEEE half precision.
+    F16,
+}
+
+impl BaseDtype {
+    fn kind(self) -> Option<Kind> {
+        match self {
+            BaseDtype::F32 => None,
+            BaseDtype::Bf16 => Some(Kind::BFloat16),
+            BaseDtype::F16 => Some(Kind::Half),
+        }
+    }
+}
+
 /// Settings of `autolora bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -63,8 +152,19 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "plain")]
     mode: BenchMode,
     /// Hugging Face model folder (config.json, model.safetensors); default: the `minilm` asset.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shape")]
     model_dir: Option<PathBuf>,
+    /// A built-in model shape with random base weights, instead of a model folder.
+    #[arg(long, value_enum)]
+    shape: Option<Shape>,
+    /// Draw the base weights at random with the shapes of `--model-dir`'s config.json (a BERT
+    /// or RoBERTa config; the folder needs nothing else) instead of reading its weights.
+    #[arg(long, requires = "model_dir")]
+    random_weights: bool,
+    /// Storage dtype of the frozen base matrices (embeddings, linear layers); layer norms, the
+    /// head, LoRA weights, selection variables and activations stay f32.
+    #[arg(long, value_enum, default_value = "f32")]
+    base_dtype: BaseDtype,
     /// Sequences per batch.
     #[arg(long, default_value_t = 32)]
     batch: i64,
@@ -96,6 +196,9 @@ pub struct BenchArgs {
 struct BenchReport {
     implementation: &'static str,
     mode: BenchMode,
+    /// The model folder, or `<shape> (random weights)`.
+    model: String,
+    base_dtype: BaseDtype,
     attention: &'static str,
     device: String,
     batch: i64,
@@ -136,11 +239,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "cuda" => bail!("--device cuda, but libtorch sees no CUDA device"),
         other => bail!("--device must be cpu or cuda, got `{other}`"),
     };
-    let model_dir = match &args.model_dir {
-        Some(dir) => dir.clone(),
-        None => autolora_data::assets::fetch("minilm").context("fetching the minilm asset")?,
-    };
-    let raw = RawConfig::read_dir(&model_dir)?;
+    let base = BaseModel::from_args(args)?;
+    let raw = &base.raw;
     let vocab = raw
         .fields
         .get("vocab_size")
@@ -162,15 +262,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let options = LoadOptions {
         device,
         kind: Kind::Float,
-        base_kind: None,
+        base_kind: args.base_dtype.kind(),
         seed: args.seed,
         attention,
     };
     let task = Task::TokenClassification {
         num_labels: args.labels,
     };
-    let mut model = load_model(&model_dir, task, &options)
-        .with_context(|| format!("loading the model from {}", model_dir.display()))?;
+    let mut model = base.load(task, &options)?;
     tch::manual_seed(args.seed as i64);
     let mut stepper = Stepper::new(model.as_mut(), args)?;
     let trainable_params = model
@@ -205,6 +304,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let report = BenchReport {
         implementation: "autolora",
         mode: args.mode,
+        model: base.label.clone(),
+        base_dtype: args.base_dtype,
         attention: match attention {
             AttentionImpl::Eager => "eager",
             AttentionImpl::Fused => "fused",
@@ -229,6 +330,152 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     };
     println!("{}", serde_json::to_string(&report)?);
     Ok(())
+}
+
+/// The base model to time: a folder's checkpoint or random weights of a config's shapes.
+struct BaseModel {
+    raw: RawConfig,
+    /// `Some(folder)` to read the checkpoint there; `None` for random weights.
+    checkpoint: Option<PathBuf>,
+    /// What the report calls it.
+    label: String,
+}
+
+impl BaseModel {
+    fn from_args(args: &BenchArgs) -> Result<Self> {
+        if let Some(shape) = args.shape {
+            let label = format!("{} (random weights)", shape.name());
+            let path = PathBuf::from(format!("<built-in {} config>", shape.name()));
+            let raw = RawConfig::parse(&path, &shape.config().to_string())?;
+            return Ok(BaseModel {
+                raw,
+                checkpoint: None,
+                label,
+            });
+        }
+        let dir = match &args.model_dir {
+            Some(dir) => dir.clone(),
+            None => autolora_data::assets::fetch("minilm").context("fetching the minilm asset")?,
+        };
+        let raw = RawConfig::read_dir(&dir)?;
+        if args.random_weights {
+            return Ok(BaseModel {
+                raw,
+                checkpoint: None,
+                label: format!("{} (random weights)", dir.display()),
+            });
+        }
+        Ok(BaseModel {
+            raw,
+            label: dir.display().to_string(),
+            checkpoint: Some(dir),
+        })
+    }
+
+    fn load(&self, task: Task, options: &LoadOptions) -> Result<Box<dyn Model>> {
+        if let Some(dir) = &self.checkpoint {
+            return load_model(dir, task, options)
+                .with_context(|| format!("loading the model from {}", dir.display()));
+        }
+        let architecture = self.raw.architecture()?;
+        if !matches!(architecture, Architecture::Bert | Architecture::Roberta) {
+            bail!(
+                "{}: random weights are drawn for BERT and RoBERTa configs only, found {architecture}",
+                self.raw.path.display()
+            );
+        }
+        let config = BertConfig::from_raw(&self.raw)?;
+        let weights = RandomWeights::new(&config, &self.raw.path);
+        let model = EncoderModel::load(&self.raw, &weights, task, options)
+            .with_context(|| format!("building {} with random weights", self.label))?;
+        Ok(Box::new(model))
+    }
+}
+
+/// Base weights in the Hugging Face BERT layout of a config, drawn on demand as a fresh
+/// `transformers` model is initialised: N(0, initializer_range^2) embeddings and matrices,
+/// zero biases, unit layer-norm scales. No pooler: the token-classification head needs none.
+struct RandomWeights {
+    description: String,
+    shapes: BTreeMap<String, Vec<i64>>,
+    std: f64,
+}
+
+impl RandomWeights {
+    fn new(config: &BertConfig, config_path: &Path) -> Self {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        let mut shapes = BTreeMap::new();
+        let mut put = |name: String, shape: &[i64]| {
+            shapes.insert(name, shape.to_vec());
+        };
+        for (table, rows) in [
+            ("word_embeddings", config.vocab_size),
+            ("position_embeddings", config.max_position_embeddings),
+            ("token_type_embeddings", config.type_vocab_size),
+        ] {
+            put(format!("embeddings.{table}.weight"), &[rows, h]);
+        }
+        put("embeddings.LayerNorm.weight".into(), &[h]);
+        put("embeddings.LayerNorm.bias".into(), &[h]);
+        for n in 0..config.num_hidden_layers {
+            let p = format!("encoder.layer.{n}");
+            for (linear, fan_in, fan_out) in [
+                ("attention.self.query", h, h),
+                ("attention.self.key", h, h),
+                ("attention.self.value", h, h),
+                ("attention.output.dense", h, h),
+                ("intermediate.dense", h, i),
+                ("output.dense", i, h),
+            ] {
+                put(format!("{p}.{linear}.weight"), &[fan_out, fan_in]);
+                put(format!("{p}.{linear}.bias"), &[fan_out]);
+            }
+            for norm in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                put(format!("{p}.{norm}.weight"), &[h]);
+                put(format!("{p}.{norm}.bias"), &[h]);
+            }
+        }
+        RandomWeights {
+            description: format!("random weights of {}", config_path.display()),
+            shapes,
+            std: config.initializer_range,
+        }
+    }
+}
+
+impl TensorSource for RandomWeights {
+    fn description(&self) -> &str {
+        &self.description
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.shapes.keys().map(String::as_str).collect()
+    }
+
+    fn shape(&self, key: &str) -> Option<Vec<i64>> {
+        self.shapes.get(key).cloned()
+    }
+
+    fn load(&self, key: &str, kind: Kind, device: Device) -> autolora_models::Result<Tensor> {
+        let shape = self
+            .shapes
+            .get(key)
+            .ok_or_else(|| autolora_models::Error::MissingTensor {
+                name: key.to_string(),
+                key: key.to_string(),
+                source_desc: self.description.clone(),
+            })?;
+        // Drawn in f32 on the target device (fast on a GPU), then cast to the storage kind.
+        let options = (Kind::Float, device);
+        let tensor = if key.ends_with("LayerNorm.weight") {
+            Tensor::f_ones(shape.as_slice(), options)?
+        } else if key.ends_with(".bias") {
+            Tensor::f_zeros(shape.as_slice(), options)?
+        } else {
+            Tensor::f_randn(shape.as_slice(), options)?.f_mul_scalar(self.std)?
+        };
+        Ok(tensor.f_to_kind(kind)?)
+    }
 }
 
 /// Random ids in `low..vocab`, every position attended, a random label per token.
@@ -357,6 +604,72 @@ fn memory_mib(key: &str) -> Result<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Base parameters of the built-in shapes, without the pooler the token head does not use:
+    /// the published totals (all-MiniLM-L6-v2 22,713,216; roberta-base 124,645,632) less the
+    /// pooler (hidden^2 + hidden).
+    #[test]
+    fn built_in_shapes_have_the_published_parameter_counts() -> Result<()> {
+        for (shape, published) in [
+            (Shape::Minilm, 22_713_216_i64),
+            (Shape::RobertaBase, 124_645_632),
+        ] {
+            let raw = RawConfig::parse(Path::new("built-in"), &shape.config().to_string())?;
+            let config = BertConfig::from_raw(&raw)?;
+            let weights = RandomWeights::new(&config, &raw.path);
+            let count: i64 = weights
+                .keys()
+                .iter()
+                .map(|k| weights.shape(k).unwrap().iter().product::<i64>())
+                .sum();
+            let h = config.hidden_size;
+            assert_eq!(count, published - (h * h + h), "{shape:?}");
+        }
+        Ok(())
+    }
+
+    /// A config-only model with random weights and a bf16 base loads, uses every drawn
+    /// tensor, and trains: the loss is finite and has gradients on the head.
+    #[test]
+    fn random_weights_build_a_trainable_model_with_a_bf16_base() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"model_type": "roberta", "hidden_size": 32, "num_hidden_layers": 2,
+                "num_attention_heads": 4, "intermediate_size": 37, "vocab_size": 64,
+                "max_position_embeddings": 40, "type_vocab_size": 1, "pad_token_id": 1}"#,
+        )?;
+        let base = BaseModel {
+            raw: RawConfig::read_dir(dir.path())?,
+            checkpoint: None,
+            label: "tiny".into(),
+        };
+        let options = LoadOptions {
+            base_kind: BaseDtype::Bf16.kind(),
+            attention: AttentionImpl::Fused,
+            ..LoadOptions::default()
+        };
+        tch::manual_seed(0);
+        let model = base.load(Task::TokenClassification { num_labels: 3 }, &options)?;
+        let ids = Tensor::randint_low(3, 64, [2, 5], (Kind::Int64, Device::Cpu));
+        let batch = DeviceBatch {
+            attention_mask: ids.ones_like(),
+            token_type_ids: None,
+            labels: Tensor::randint_low(0, 3, [2, 5], (Kind::Int64, Device::Cpu)),
+            input_ids: ids,
+            tokens: 10,
+        };
+        let loss = batch.loss(model.as_ref(), true)?;
+        assert!(loss.double_value(&[]).is_finite());
+        let head: Vec<Tensor> = model
+            .trainable_params()
+            .iter()
+            .map(|p| p.param.tensor())
+            .collect();
+        let grads = autolora_core::optim::gradients(&loss, &head, false)?;
+        assert!(grads.iter().all(|g| g.defined()));
+        Ok(())
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {
