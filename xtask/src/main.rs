@@ -74,6 +74,9 @@ enum Job {
         /// Only write the report from the runs recorded so far.
         #[arg(long)]
         report_only: bool,
+        /// Run only this task of the plan (repeatable); a driver per task can run at once.
+        #[arg(long = "task", value_name = "NAME")]
+        tasks: Vec<String>,
     },
     /// Provision libtorch, then run the whole test suite (extra arguments go to `cargo test`).
     Test {
@@ -109,7 +112,11 @@ fn main() -> Result<()> {
         Job::Download { names } => download::run(&names),
         Job::Demo { smoke, overrides } => demo(smoke, &overrides),
         Job::Bench { quick, threads } => bench::run(quick, threads),
-        Job::Experiment { plan, report_only } => {
+        Job::Experiment {
+            plan,
+            report_only,
+            tasks,
+        } => {
             let plan = provision::repo_root().join(plan);
             if report_only {
                 return experiment::report(&plan);
@@ -121,7 +128,7 @@ fn main() -> Result<()> {
                 .flat_map(|t| t.assets.iter().cloned())
                 .collect();
             download::run(&assets)?;
-            experiment::run(&plan, &build_cli()?)
+            experiment::run(&plan, &build_cli()?, &tasks)
         }
         Job::Test { args } => {
             setup_default()?;

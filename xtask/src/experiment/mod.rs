@@ -133,19 +133,33 @@ impl Plan {
     }
 }
 
-/// Runs what the log lacks, then writes the report.
-pub fn run(plan_path: &Path, cli: &Path) -> Result<()> {
+/// Runs what the log lacks (of the named tasks; all when none are named), then writes the
+/// report. Drivers for different tasks may run at the same time: each appends whole lines.
+pub fn run(plan_path: &Path, cli: &Path, only: &[String]) -> Result<()> {
     let root = provision::repo_root();
     let plan = Plan::load(plan_path)?;
+    if let Some(unknown) = only
+        .iter()
+        .find(|n| !plan.tasks.iter().any(|t| &t.name == *n))
+    {
+        bail!("{}: no task named `{unknown}`", plan_path.display());
+    }
     let out = root.join(&plan.out_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    // One build serves the whole experiment, even if the tree is rebuilt while it runs.
+    // One build serves the whole experiment, even if the tree is rebuilt while it runs. Copied
+    // under a temporary name and renamed, so a running copy is never written over.
     let binary = out.join("autolora");
-    std::fs::copy(cli, &binary)
+    let staging = out.join(format!(".autolora-{}", std::process::id()));
+    std::fs::copy(cli, &staging)
+        .and_then(|_| std::fs::rename(&staging, &binary))
         .with_context(|| format!("copying {} to {}", cli.display(), binary.display()))?;
     let log_path = out.join(records::LOG);
     let mut log = records::Log::load(&log_path)?;
-    let units = plan.units();
+    let units: Vec<Unit> = plan
+        .units()
+        .into_iter()
+        .filter(|u| only.is_empty() || only.contains(&u.task.name))
+        .collect();
     let commit = records::commit(&root);
     for (index, unit) in units.iter().enumerate() {
         if log.find(unit).is_some() {

@@ -30,8 +30,8 @@ pub fn write(root: &Path, plan: &Plan, log: &Log) -> Result<()> {
     let _ = writeln!(
         md,
         "Written {} from `{}` ({} runs recorded; sources at commit {}). Machine: {} ({} logical \
-         CPUs), 2 libtorch threads, the dev-profile `autolora` build. Times are wall-clock on a \
-         machine that was also compiling at times, so they are upper bounds.\n",
+         CPUs), the dev-profile `autolora` build, libtorch threads as the run files set. Times are \
+         wall-clock on a machine that was also compiling at times, so they are upper bounds.\n",
         machine.date,
         plan.out_dir.join(super::records::LOG).display(),
         log.records.len(),
