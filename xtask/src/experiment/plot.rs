@@ -1,4 +1,4 @@
-//! The figure of the report: each method's test score against its LoRA parameter count, every
+//! The figure of the report: each method's test score against its trainable parameters, every
 //! seed as a dot and the mean with a one-standard-deviation bar; the fixed ranks joined by a
 //! line (the curve a fixed rank buys).
 
@@ -10,13 +10,13 @@ use plotters::prelude::*;
 use super::Arm;
 use super::summary::Stats;
 
-/// One method's (LoRA parameters, score) points, one per seed.
+/// One method's (trainable parameters, score) points, one per seed.
 pub struct Series {
     /// Legend text.
     pub name: String,
     /// Which method (picks the colour and marker).
     pub arm: Arm,
-    /// (LoRA parameters, test score) per seed.
+    /// (trainable parameters, test score) per seed.
     pub points: Vec<(f64, f64)>,
 }
 
@@ -46,7 +46,7 @@ pub fn draw(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Resul
         .map_err(err)?;
     chart
         .configure_mesh()
-        .x_desc("LoRA parameters")
+        .x_desc("trainable parameters (LoRA and head)")
         .y_desc(y_label)
         .x_label_formatter(&|x| format!("{:.0}k", x / 1000.0))
         .draw()
@@ -61,24 +61,28 @@ pub fn draw(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Resul
     fixed.sort_by(|a, b| a.0.total_cmp(&b.0));
     chart
         .draw_series(LineSeries::new(fixed, BLUE.mix(0.5).stroke_width(2)))
-        .map_err(err)?;
+        .map_err(err)?
+        .label("fixed-rank LoRA (labelled by r)")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLUE.stroke_width(2)));
 
     for s in series {
-        let colour = match s.arm {
-            Arm::AutoLora => RED,
-            Arm::Random => GREEN,
-            _ => BLUE,
+        // AutoLoRA and the random allocation have the same parameter count: draw them a
+        // little apart so that neither hides the other.
+        let (colour, nudge) = match s.arm {
+            Arm::AutoLora => (RED, 0.985),
+            Arm::Random => (GREEN, 1.015),
+            _ => (BLUE, 1.0),
         };
         chart
             .draw_series(
                 s.points
                     .iter()
-                    .map(|&p| Circle::new(p, 3, colour.mix(0.45).filled())),
+                    .map(|&(x, y)| Circle::new((x * nudge, y), 3, colour.mix(0.45).filled())),
             )
             .map_err(err)?;
         let ys = Stats::of(s.points.iter().map(|p| p.1));
-        let x = Stats::of(s.points.iter().map(|p| p.0)).mean;
-        chart
+        let x = Stats::of(s.points.iter().map(|p| p.0)).mean * nudge;
+        let bar = chart
             .draw_series(std::iter::once(ErrorBar::new_vertical(
                 x,
                 ys.mean - ys.sd,
@@ -87,9 +91,23 @@ pub fn draw(path: &Path, title: &str, y_label: &str, series: &[Series]) -> Resul
                 colour.stroke_width(2),
                 10,
             )))
-            .map_err(err)?
-            .label(&s.name)
-            .legend(move |(x, y)| Circle::new((x + 10, y), 4, colour.filled()));
+            .map_err(err)?;
+        if let Arm::Fixed(rank) = s.arm {
+            // One legend entry for the curve; each point names its rank instead.
+            chart
+                .draw_series(std::iter::once(
+                    EmptyElement::at((x, ys.mean))
+                        + Text::new(
+                            format!("r = {rank}"),
+                            (9, -16),
+                            ("sans-serif", 13).into_font().color(&BLUE),
+                        ),
+                ))
+                .map_err(err)?;
+        } else {
+            bar.label(&s.name)
+                .legend(move |(x, y)| Circle::new((x + 10, y), 4, colour.filled()));
+        }
     }
     chart
         .configure_series_labels()

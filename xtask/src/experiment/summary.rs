@@ -132,7 +132,7 @@ fn task_section(
             arm,
             points: runs
                 .iter()
-                .filter_map(|r| Some((r.lora_params as f64, r.score("test", metric)?)))
+                .filter_map(|r| Some((r.trainable_params as f64, r.score("test", metric)?)))
                 .collect(),
         });
     }
@@ -148,11 +148,14 @@ fn task_section(
     let figure = format!("experiment-{}.svg", task.name);
     plot::draw(
         &root.join("docs").join(&figure),
-        &format!("{}: test score against LoRA parameters", task.title),
+        &format!("{}: test score against trainable parameters", task.title),
         &format!("test {metric}"),
         &points,
     )?;
-    let _ = writeln!(md, "![test {metric} against LoRA parameters]({figure})\n");
+    let _ = writeln!(
+        md,
+        "![test {metric} against trainable parameters (LoRA and head)]({figure})\n"
+    );
 
     selection_weights(md, &searches);
     rank_agreement(md, root, plan, task, log, &searches)?;
