@@ -251,3 +251,69 @@ fn module_ranks(ranks: &Value, path: &Path) -> Result<Vec<(String, usize)>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::{Arm, TaskPlan};
+
+    fn task() -> TaskPlan {
+        TaskPlan {
+            name: "conll".into(),
+            title: "CoNLL".into(),
+            config: "x.toml".into(),
+            metric: "entity_f1".into(),
+            assets: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn appended_records_are_found_after_a_reload() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(LOG);
+        let task = task();
+        let unit = Unit {
+            task: &task,
+            seed: 2,
+            arm: Arm::Fixed(4),
+        };
+        let mut log = Log::load(&path)?;
+        assert!(log.find(&unit).is_none());
+        let mut record = Record::new(&unit, 12.5, "abc");
+        record
+            .scores
+            .insert("dev".into(), [("entity_f1".into(), 0.5)].into());
+        log.append(&path, record)?;
+        let reloaded = Log::load(&path)?;
+        let found = reloaded.find(&unit).expect("recorded");
+        assert_eq!((found.arm.as_str(), found.seed), ("r4", 2));
+        assert_eq!(found.score("dev", "entity_f1"), Some(0.5));
+        assert!(reloaded.find(&Unit { seed: 3, ..unit }).is_none());
+        Ok(())
+    }
+
+    #[test]
+    fn an_unfinished_last_line_is_dropped_and_a_broken_middle_line_is_an_error() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join(LOG);
+        let task = task();
+        let whole = serde_json::to_string(&Record::new(
+            &Unit {
+                task: &task,
+                seed: 1,
+                arm: Arm::Search,
+            },
+            1.0,
+            "abc",
+        ))?;
+        std::fs::write(&path, format!("{whole}\n{{\"task\": \"con"))?;
+        assert_eq!(Log::load(&path)?.records.len(), 1);
+        std::fs::write(&path, format!("{{\"task\": \"con\n{whole}\n"))?;
+        let err = Log::load(&path).unwrap_err();
+        assert!(
+            format!("{err:#}").contains(":1: expected one JSON record"),
+            "{err:#}"
+        );
+        Ok(())
+    }
+}
