@@ -5,6 +5,7 @@
 mod bench;
 mod download;
 mod experiment;
+mod gpu;
 mod provision;
 mod report;
 
@@ -78,6 +79,13 @@ enum Job {
         #[arg(long = "task", value_name = "NAME")]
         tasks: Vec<String>,
     },
+    /// Build the `cuda`-feature binaries for the GPU check (xtask/gpu/check.sh), pack them into
+    /// .gpu-carry/ under the 64 MiB a device call may carry, and print that call.
+    GpuPack {
+        /// Build with the release profile (default: the dev profile `cargo xtask bench` uses).
+        #[arg(long)]
+        release: bool,
+    },
     /// Provision libtorch, then run the whole test suite (extra arguments go to `cargo test`).
     Test {
         /// Arguments passed through to `cargo test`.
@@ -129,6 +137,10 @@ fn main() -> Result<()> {
                 .collect();
             download::run(&assets)?;
             experiment::run(&plan, &build_cli()?, &tasks)
+        }
+        Job::GpuPack { release } => {
+            setup_default()?;
+            gpu::pack(release)
         }
         Job::Test { args } => {
             setup_default()?;
