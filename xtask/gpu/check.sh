@@ -113,6 +113,8 @@ log "host: $(uname -srm); $(nproc) CPUs"
 
 # --- every carried binary must find its libraries -------------------------------------------------
 binaries=("$CARRY"/bin/* "$CARRY"/tests/*)
+# In case the transfer dropped the executable bits.
+chmod +x "${binaries[@]}" 2>/dev/null
 for b in "${binaries[@]}"; do
     [ -x "$b" ] || stop "missing or not executable: $b"
     deps=$(ldd "$b" 2>&1)
