@@ -10,12 +10,13 @@
 use autolora_core::LoraLinear;
 use tch::{Kind, Tensor};
 
-use crate::config::RawConfig;
+use crate::config::{RawConfig, require_multiple, require_positive};
 use crate::layers::{
     Activation, AttentionImpl, Embedding, HeadRng, LayerNorm, attention, dropout, init_linear,
     padding_mask_bias,
 };
 use crate::model::ModelInput;
+use crate::named_linears::{BlockLinears, stack_linears, stack_linears_mut};
 use crate::weights::WeightLoader;
 use crate::{Error, Result};
 
@@ -99,36 +100,27 @@ impl BertConfig {
 
     /// Parses and validates a raw config.
     pub fn from_raw(raw: &RawConfig) -> Result<Self> {
-        let config: BertConfig = raw.parse_as(Self::REQUIRED)?;
-        let bad = |what: String| Error::BadConfig {
-            path: raw.path.clone(),
-            what,
-        };
-        if config.num_attention_heads < 1 || config.hidden_size % config.num_attention_heads != 0 {
-            return Err(bad(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                config.hidden_size, config.num_attention_heads
-            )));
-        }
-        for (name, v) in [
-            ("vocab_size", config.vocab_size),
-            ("hidden_size", config.hidden_size),
-            ("num_hidden_layers", config.num_hidden_layers),
-            ("intermediate_size", config.intermediate_size),
-            ("max_position_embeddings", config.max_position_embeddings),
-            ("type_vocab_size", config.type_vocab_size),
-        ] {
-            if v < 1 {
-                return Err(bad(format!("{name} must be positive, found {v}")));
+        raw.parse_checked(Self::REQUIRED, |c: &BertConfig| {
+            require_multiple(
+                ("hidden_size", c.hidden_size),
+                ("num_attention_heads", c.num_attention_heads),
+            )?;
+            require_positive(&[
+                ("vocab_size", c.vocab_size),
+                ("hidden_size", c.hidden_size),
+                ("num_hidden_layers", c.num_hidden_layers),
+                ("intermediate_size", c.intermediate_size),
+                ("max_position_embeddings", c.max_position_embeddings),
+                ("type_vocab_size", c.type_vocab_size),
+            ])?;
+            if c.position_embedding_type != "absolute" {
+                return Err(format!(
+                    "position_embedding_type {:?} is not supported (only \"absolute\")",
+                    c.position_embedding_type
+                ));
             }
-        }
-        if config.position_embedding_type != "absolute" {
-            return Err(bad(format!(
-                "position_embedding_type {:?} is not supported (only \"absolute\")",
-                config.position_embedding_type
-            )));
-        }
-        Ok(config)
+            Ok(())
+        })
     }
 
     /// Dropout in front of classification heads.
@@ -229,17 +221,16 @@ struct Layer {
     output_norm: LayerNorm,
 }
 
-/// The linear layers of one transformer layer, by path suffix, in model order.
-const LAYER_LINEARS: [&str; 6] = [
-    "attention.self.query",
-    "attention.self.key",
-    "attention.self.value",
-    "attention.output.dense",
-    "intermediate.dense",
-    "output.dense",
-];
+impl BlockLinears<6> for Layer {
+    const SUFFIXES: [&'static str; 6] = [
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ];
 
-impl Layer {
     fn linears(&self) -> [&LoraLinear; 6] {
         [
             &self.query,
@@ -384,12 +375,7 @@ impl BertModel {
 
     /// Every linear layer with its module path.
     pub fn linear_layers(&self) -> Vec<(String, &LoraLinear)> {
-        let mut out = Vec::new();
-        for (n, layer) in self.layers.iter().enumerate() {
-            for (suffix, lin) in LAYER_LINEARS.iter().zip(layer.linears()) {
-                out.push((format!("encoder.layer.{n}.{suffix}"), lin));
-            }
-        }
+        let mut out = stack_linears("encoder.layer", &self.layers);
         if let Some(p) = &self.pooler {
             out.push(("pooler.dense".to_string(), p));
         }
@@ -398,12 +384,7 @@ impl BertModel {
 
     /// Mutable access to the same layers.
     pub fn linear_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
-        let mut out = Vec::new();
-        for (n, layer) in self.layers.iter_mut().enumerate() {
-            for (suffix, lin) in LAYER_LINEARS.iter().zip(layer.linears_mut()) {
-                out.push((format!("encoder.layer.{n}.{suffix}"), lin));
-            }
-        }
+        let mut out = stack_linears_mut("encoder.layer", &mut self.layers);
         if let Some(p) = &mut self.pooler {
             out.push(("pooler.dense".to_string(), p));
         }

@@ -202,6 +202,43 @@ impl RawConfig {
             source,
         })
     }
+
+    /// [`parse_as`](Self::parse_as), then `check`: what it returns as wrong becomes a
+    /// [`Error::BadConfig`] naming this file.
+    pub(crate) fn parse_checked<T: DeserializeOwned>(
+        &self,
+        required: &[&str],
+        check: impl FnOnce(&T) -> std::result::Result<(), String>,
+    ) -> Result<T> {
+        let config = self.parse_as(required)?;
+        check(&config).map_err(|what| Error::BadConfig {
+            path: self.path.clone(),
+            what,
+        })?;
+        Ok(config)
+    }
+}
+
+/// Errors with the first of the config `fields` (name, value) that is below 1.
+pub(crate) fn require_positive(fields: &[(&str, i64)]) -> std::result::Result<(), String> {
+    match fields.iter().find(|(_, v)| *v < 1) {
+        Some((name, v)) => Err(format!("{name} must be positive, found {v}")),
+        None => Ok(()),
+    }
+}
+
+/// Errors unless config field `value` is a multiple of the positive field `divisor` (each
+/// given with its name).
+pub(crate) fn require_multiple(
+    (name, value): (&str, i64),
+    (divisor_name, divisor): (&str, i64),
+) -> std::result::Result<(), String> {
+    if divisor < 1 || value % divisor != 0 {
+        return Err(format!(
+            "{name} {value} is not a multiple of {divisor_name} {divisor}"
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

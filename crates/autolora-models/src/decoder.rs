@@ -18,8 +18,9 @@ use tch::{Device, Kind, Tensor};
 use crate::bert::check_id_range;
 use crate::config::Architecture;
 use crate::layers::{AttentionImpl, HeadLinear, HeadRng, causal_mask_bias, dropout};
+use crate::load::LoadOptions;
 use crate::model::{Model, ModelInput, ModelOutput, Task};
-use crate::weights::{LoadReport, WeightLoader};
+use crate::weights::{LoadReport, TensorSource, WeightLoader};
 use crate::{Error, Result};
 
 /// A token id or a list of them (`eos_token_id` is a list in Llama 3 configs).
@@ -300,6 +301,41 @@ impl DecoderModel {
         })
     }
 
+    /// Loads the decoder `spec` describes from `store`, whose base keys carry `spec.prefix`
+    /// or no prefix: `probe` (a base tensor name) tells which, `base_modules` are the
+    /// top-level module names of the base model (for the unexpected-tensor check).
+    /// `load_body(loader, kind, storage)` loads the body; then the head of `task` is added
+    /// as in [`assemble`](Self::assemble).
+    pub(crate) fn load_with<B: DecoderBody + 'static>(
+        spec: DecoderSpec,
+        store: &dyn TensorSource,
+        (probe, base_modules): (&str, &[&str]),
+        task: Task,
+        options: &LoadOptions,
+        heads: HeadSpec,
+        load_body: impl FnOnce(&mut WeightLoader, Kind, Kind) -> Result<B>,
+    ) -> Result<Self> {
+        let kind = options.kind;
+        let storage = options.base_kind.unwrap_or(kind);
+        let mut w = WeightLoader::new(
+            store,
+            &[spec.prefix, ""],
+            probe,
+            base_modules,
+            options.device,
+        )?;
+        let mut body = load_body(&mut w, kind, storage)?;
+        body.set_attention(options.attention);
+        Self::assemble(
+            spec,
+            Box::new(body),
+            w,
+            task,
+            heads,
+            (kind, storage, options.seed),
+        )
+    }
+
     /// What loading found (prefix, unused checkpoint keys).
     pub fn load_report(&self) -> &LoadReport {
         &self.report
@@ -351,6 +387,17 @@ impl DecoderModel {
             cache,
         )
     }
+}
+
+/// Errors unless input `name` has shape `expected`, which the message shows as `described`.
+fn expect_shape(name: &'static str, t: &Tensor, expected: &[i64], described: &str) -> Result<()> {
+    if t.size() != expected {
+        return Err(Error::BadInput {
+            name,
+            why: format!("expected {described}, found {:?}", t.size()),
+        });
+    }
+    Ok(())
 }
 
 /// The index of the last position whose mask is 1, per row ([b] i64; 0 for an empty row).
@@ -483,24 +530,18 @@ impl CausalLm for DecoderModel {
                 ),
             });
         }
-        if attention_mask.size() != expect_mask {
-            return Err(Error::BadInput {
-                name: "attention_mask",
-                why: format!(
-                    "expected [batch, cached + new] = {expect_mask:?}, found {:?}",
-                    attention_mask.size()
-                ),
-            });
-        }
-        if positions.size() != size {
-            return Err(Error::BadInput {
-                name: "position_ids",
-                why: format!(
-                    "expected {size:?} (as input_ids), found {:?}",
-                    positions.size()
-                ),
-            });
-        }
+        expect_shape(
+            "attention_mask",
+            attention_mask,
+            &expect_mask,
+            &format!("[batch, cached + new] = {expect_mask:?}"),
+        )?;
+        expect_shape(
+            "position_ids",
+            positions,
+            &size,
+            &format!("{size:?} (as input_ids)"),
+        )?;
         let _guard = tch::no_grad_guard();
         let hidden = self.run_body(ids, attention_mask, positions, Some(cache), false)?;
         self.lm_logits(&hidden)

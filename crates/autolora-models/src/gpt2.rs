@@ -9,13 +9,14 @@
 use autolora_core::LoraLinear;
 use tch::{Kind, Tensor};
 
-use crate::config::{Architecture, RawConfig};
+use crate::config::{Architecture, RawConfig, require_multiple, require_positive};
 use crate::decoder::{
     BodyInput, DecoderBody, DecoderModel, DecoderSpec, HeadSpec, KvCache, TokenIds,
 };
 use crate::layers::{Activation, AttentionImpl, Embedding, LayerNorm, attention_scaled, dropout};
 use crate::load::LoadOptions;
 use crate::model::Task;
+use crate::named_linears::{BlockLinears, stack_linears, stack_linears_mut};
 use crate::weights::{TensorSource, WeightLoader};
 use crate::{Error, Result};
 
@@ -97,29 +98,16 @@ impl Gpt2Config {
 
     /// Parses and validates a raw config.
     pub fn from_raw(raw: &RawConfig) -> Result<Self> {
-        let config: Gpt2Config = raw.parse_as(Self::REQUIRED)?;
-        let bad = |what: String| Error::BadConfig {
-            path: raw.path.clone(),
-            what,
-        };
-        if config.n_head < 1 || config.n_embd % config.n_head != 0 {
-            return Err(bad(format!(
-                "n_embd {} is not a multiple of n_head {}",
-                config.n_embd, config.n_head
-            )));
-        }
-        for (name, v) in [
-            ("vocab_size", config.vocab_size),
-            ("n_positions", config.n_positions),
-            ("n_embd", config.n_embd),
-            ("n_layer", config.n_layer),
-            ("n_inner", config.inner()),
-        ] {
-            if v < 1 {
-                return Err(bad(format!("{name} must be positive, found {v}")));
-            }
-        }
-        Ok(config)
+        raw.parse_checked(Self::REQUIRED, |c: &Gpt2Config| {
+            require_multiple(("n_embd", c.n_embd), ("n_head", c.n_head))?;
+            require_positive(&[
+                ("vocab_size", c.vocab_size),
+                ("n_positions", c.n_positions),
+                ("n_embd", c.n_embd),
+                ("n_layer", c.n_layer),
+                ("n_inner", c.inner()),
+            ])
+        })
     }
 
     /// Width of the feed-forward layer.
@@ -159,10 +147,9 @@ struct Block {
     mlp_proj: LoraLinear,
 }
 
-/// The linear layers of one block, by path suffix, in model order.
-const BLOCK_LINEARS: [&str; 4] = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
+impl BlockLinears<4> for Block {
+    const SUFFIXES: [&'static str; 4] = ["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"];
 
-impl Block {
     fn linears(&self) -> [&LoraLinear; 4] {
         [&self.c_attn, &self.attn_proj, &self.c_fc, &self.mlp_proj]
     }
@@ -316,23 +303,11 @@ impl DecoderBody for Gpt2Body {
     }
 
     fn linear_layers(&self) -> Vec<(String, &LoraLinear)> {
-        let mut out = Vec::new();
-        for (n, block) in self.blocks.iter().enumerate() {
-            for (suffix, lin) in BLOCK_LINEARS.iter().zip(block.linears()) {
-                out.push((format!("h.{n}.{suffix}"), lin));
-            }
-        }
-        out
+        stack_linears("h", &self.blocks)
     }
 
     fn linear_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
-        let mut out = Vec::new();
-        for (n, block) in self.blocks.iter_mut().enumerate() {
-            for (suffix, lin) in BLOCK_LINEARS.iter().zip(block.linears_mut()) {
-                out.push((format!("h.{n}.{suffix}"), lin));
-            }
-        }
-        out
+        stack_linears_mut("h", &mut self.blocks)
     }
 
     fn set_attention(&mut self, imp: AttentionImpl) {
@@ -356,29 +331,19 @@ pub fn load(
     options: &LoadOptions,
 ) -> Result<DecoderModel> {
     let config = Gpt2Config::from_raw(raw)?;
-    let kind = options.kind;
-    let storage = options.base_kind.unwrap_or(kind);
-    let mut w = WeightLoader::new(
-        store,
-        &["transformer.", ""],
-        "wte.weight",
-        BASE_MODULES,
-        options.device,
-    )?;
-    let mut body = Gpt2Body::load(&mut w, &config, kind, storage)?;
-    body.set_attention(options.attention);
     let heads = HeadSpec {
         tied: config.tie_word_embeddings,
         token_head: "classifier",
         token_dropout: config.classifier_dropout.unwrap_or(0.1),
         init_std: config.initializer_range,
     };
-    DecoderModel::assemble(
+    DecoderModel::load_with(
         SPEC,
-        Box::new(body),
-        w,
+        store,
+        ("wte.weight", BASE_MODULES),
         task,
+        options,
         heads,
-        (kind, storage, options.seed),
+        |w, kind, storage| Gpt2Body::load(w, &config, kind, storage),
     )
 }

@@ -71,6 +71,7 @@ pub mod layers;
 pub mod llama;
 pub mod load;
 pub mod model;
+mod named_linears;
 pub mod peft;
 pub mod rope;
 pub mod weights;

@@ -10,17 +10,18 @@
 use autolora_core::LoraLinear;
 use tch::{Kind, Tensor};
 
+use crate::Result;
 use crate::bert::load_linear;
-use crate::config::{Architecture, RawConfig};
+use crate::config::{Architecture, RawConfig, require_multiple, require_positive};
 use crate::decoder::{
     BodyInput, DecoderBody, DecoderModel, DecoderSpec, HeadSpec, KvCache, TokenIds,
 };
 use crate::layers::{Activation, AttentionImpl, Embedding, RmsNorm, attention};
 use crate::load::LoadOptions;
 use crate::model::Task;
+use crate::named_linears::{BlockLinears, stack_linears, stack_linears_mut};
 use crate::rope::{self, RopeScaling, Rotary};
 use crate::weights::{TensorSource, WeightLoader};
-use crate::{Error, Result};
 
 fn default_act() -> Activation {
     Activation::Silu
@@ -115,16 +116,11 @@ impl LlamaConfig {
 
     /// Parses and validates a raw config.
     pub fn from_raw(raw: &RawConfig) -> Result<Self> {
-        let config: LlamaConfig = raw.parse_as(Self::REQUIRED)?;
-        config.validate().map_err(|what| Error::BadConfig {
-            path: raw.path.clone(),
-            what,
-        })?;
-        Ok(config)
+        raw.parse_checked(Self::REQUIRED, Self::validate)
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        for (name, v) in [
+        require_positive(&[
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
             ("intermediate_size", self.intermediate_size),
@@ -132,24 +128,12 @@ impl LlamaConfig {
             ("num_attention_heads", self.num_attention_heads),
             ("num_key_value_heads", self.kv_heads()),
             ("head_dim", self.head_width()),
-        ] {
-            if v < 1 {
-                return Err(format!("{name} must be positive, found {v}"));
-            }
+        ])?;
+        let heads = ("num_attention_heads", self.num_attention_heads);
+        if self.head_dim.is_none() {
+            require_multiple(("hidden_size", self.hidden_size), heads)?;
         }
-        if self.head_dim.is_none() && self.hidden_size % self.num_attention_heads != 0 {
-            return Err(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
-        if self.num_attention_heads % self.kv_heads() != 0 {
-            return Err(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                self.num_attention_heads,
-                self.kv_heads()
-            ));
-        }
+        require_multiple(heads, ("num_key_value_heads", self.kv_heads()))?;
         if self.head_width() % 2 != 0 {
             return Err(format!(
                 "head_dim {} must be even for rotary embeddings",
@@ -184,18 +168,17 @@ struct Layer {
     down: LoraLinear,
 }
 
-/// The linear layers of one layer, by path suffix, in model order.
-const LAYER_LINEARS: [&str; 7] = [
-    "self_attn.q_proj",
-    "self_attn.k_proj",
-    "self_attn.v_proj",
-    "self_attn.o_proj",
-    "mlp.gate_proj",
-    "mlp.up_proj",
-    "mlp.down_proj",
-];
+impl BlockLinears<7> for Layer {
+    const SUFFIXES: [&'static str; 7] = [
+        "self_attn.q_proj",
+        "self_attn.k_proj",
+        "self_attn.v_proj",
+        "self_attn.o_proj",
+        "mlp.gate_proj",
+        "mlp.up_proj",
+        "mlp.down_proj",
+    ];
 
-impl Layer {
     fn linears(&self) -> [&LoraLinear; 7] {
         [
             &self.q, &self.k, &self.v, &self.o, &self.gate, &self.up, &self.down,
@@ -370,23 +353,11 @@ impl DecoderBody for LlamaBody {
     }
 
     fn linear_layers(&self) -> Vec<(String, &LoraLinear)> {
-        let mut out = Vec::new();
-        for (n, layer) in self.layers.iter().enumerate() {
-            for (suffix, lin) in LAYER_LINEARS.iter().zip(layer.linears()) {
-                out.push((format!("layers.{n}.{suffix}"), lin));
-            }
-        }
-        out
+        stack_linears("layers", &self.layers)
     }
 
     fn linear_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)> {
-        let mut out = Vec::new();
-        for (n, layer) in self.layers.iter_mut().enumerate() {
-            for (suffix, lin) in LAYER_LINEARS.iter().zip(layer.linears_mut()) {
-                out.push((format!("layers.{n}.{suffix}"), lin));
-            }
-        }
-        out
+        stack_linears_mut("layers", &mut self.layers)
     }
 
     fn set_attention(&mut self, imp: AttentionImpl) {
@@ -420,29 +391,19 @@ pub fn load_with_config(
     task: Task,
     options: &LoadOptions,
 ) -> Result<DecoderModel> {
-    let kind = options.kind;
-    let storage = options.base_kind.unwrap_or(kind);
-    let mut w = WeightLoader::new(
-        store,
-        &["model.", ""],
-        "embed_tokens.weight",
-        BASE_MODULES,
-        options.device,
-    )?;
-    let mut body = LlamaBody::load(&mut w, config, kind, storage)?;
-    body.set_attention(options.attention);
     let heads = HeadSpec {
         tied: config.tie_word_embeddings,
         token_head: "score",
         token_dropout: config.classifier_dropout.unwrap_or(0.1),
         init_std: config.initializer_range,
     };
-    DecoderModel::assemble(
+    DecoderModel::load_with(
         SPEC,
-        Box::new(body),
-        w,
+        store,
+        ("embed_tokens.weight", BASE_MODULES),
         task,
+        options,
         heads,
-        (kind, storage, options.seed),
+        |w, kind, storage| LlamaBody::load(w, config, kind, storage),
     )
 }
