@@ -3,75 +3,26 @@
 //! written here from the tiny Llama fixture (llama.cpp layout: renamed tensors, permuted
 //! query/key rows, metadata config) loads to exactly the safetensors model.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 use autolora_core::{Gate, LoraConfig};
 use autolora_models::gguf::load_gguf;
 use autolora_models::{
-    Error, GenerationConfig, LoadOptions, Model, ModelInput, Task, generate, load_model,
-    write_safetensors,
+    Error, GenerationConfig, LoadOptions, ModelInput, Task, generate, load_model, write_safetensors,
 };
+use common::{copy_fixture, fixture, load, logits, reference, set_config};
 use tch::{Kind, Tensor};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn copy_fixture(name: &str) -> Result<tempfile::TempDir> {
-    let tmp = tempfile::tempdir()?;
-    for entry in std::fs::read_dir(fixture(name))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), tmp.path().join(entry.file_name()))?;
-    }
-    Ok(tmp)
-}
-
-fn edit_config(dir: &Path, key: &str, value: serde_json::Value) -> Result<()> {
-    let path = dir.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    config
-        .as_object_mut()
-        .context("config object")?
-        .insert(key.into(), value);
-    std::fs::write(&path, serde_json::to_string_pretty(&config)?)?;
-    Ok(())
-}
 
 fn checkpoint(dir: &Path) -> Result<Vec<(String, Tensor)>> {
     Ok(Tensor::read_safetensors(dir.join("model.safetensors"))?)
 }
 
+/// The error loading `dir` as a causal LM gives.
 fn load_err(dir: &Path) -> Error {
-    match load_model(dir, Task::CausalLm, &LoadOptions::default()) {
-        Ok(_) => panic!("loading {} unexpectedly succeeded", dir.display()),
-        Err(e) => e,
-    }
-}
-
-fn reference(name: &str) -> Result<HashMap<String, Tensor>> {
-    Ok(
-        Tensor::read_safetensors(fixture(name).join("reference.safetensors"))?
-            .into_iter()
-            .collect(),
-    )
-}
-
-fn logits(model: &dyn Model, r: &HashMap<String, Tensor>) -> Result<Tensor> {
-    model
-        .forward_t(
-            &ModelInput {
-                input_ids: &r["input_ids"],
-                attention_mask: &r["attention_mask"],
-                token_type_ids: None,
-            },
-            false,
-        )?
-        .logits
-        .context("no logits")
+    common::load_err(dir, Task::CausalLm)
 }
 
 #[test]
@@ -86,7 +37,7 @@ fn missing_tensor_is_named() -> Result<()> {
     assert!(msg.contains("model.layers.1.mlp.up_proj.weight"), "{msg}");
     // Untied config without lm_head.
     let tmp = copy_fixture("gpt2-tiny-lm")?;
-    edit_config(tmp.path(), "tie_word_embeddings", false.into())?;
+    set_config(tmp.path(), "tie_word_embeddings", false.into())?;
     let msg = load_err(tmp.path()).to_string();
     assert!(msg.contains("lm_head.weight"), "{msg}");
     Ok(())
@@ -95,7 +46,7 @@ fn missing_tensor_is_named() -> Result<()> {
 #[test]
 fn wrong_shapes_name_expected_and_found() -> Result<()> {
     let tmp = copy_fixture("gpt2-tiny-lm")?;
-    edit_config(tmp.path(), "n_inner", 40.into())?;
+    set_config(tmp.path(), "n_inner", 40.into())?;
     let err = load_err(tmp.path());
     let Error::ShapeMismatch {
         name,
@@ -113,7 +64,7 @@ fn wrong_shapes_name_expected_and_found() -> Result<()> {
     );
 
     let tmp = copy_fixture("llama-tiny-gqa")?;
-    edit_config(tmp.path(), "num_key_value_heads", 4.into())?;
+    set_config(tmp.path(), "num_key_value_heads", 4.into())?;
     let msg = load_err(tmp.path()).to_string();
     assert!(
         msg.contains("model.layers.0.self_attn.k_proj.weight")
@@ -127,18 +78,18 @@ fn wrong_shapes_name_expected_and_found() -> Result<()> {
 #[test]
 fn extra_layers_and_bad_configs_are_errors() -> Result<()> {
     let tmp = copy_fixture("llama-tiny-gqa")?;
-    edit_config(tmp.path(), "num_hidden_layers", 1.into())?;
+    set_config(tmp.path(), "num_hidden_layers", 1.into())?;
     let err = load_err(tmp.path());
     assert!(matches!(err, Error::UnexpectedTensors { .. }), "{err}");
     assert!(err.to_string().contains("model.layers.1."), "{err}");
 
     let tmp = copy_fixture("llama-tiny-gqa")?;
-    edit_config(tmp.path(), "num_key_value_heads", 3.into())?;
+    set_config(tmp.path(), "num_key_value_heads", 3.into())?;
     let msg = load_err(tmp.path()).to_string();
     assert!(msg.contains("num_key_value_heads"), "{msg}");
 
     let tmp = copy_fixture("llama-tiny-tied")?;
-    edit_config(
+    set_config(
         tmp.path(),
         "rope_scaling",
         serde_json::json!({"rope_type": "yarn", "factor": 4.0}),
@@ -157,11 +108,7 @@ fn extra_layers_and_bad_configs_are_errors() -> Result<()> {
 
 #[test]
 fn bad_inputs_are_errors() -> Result<()> {
-    let model = load_model(
-        &fixture("gpt2-tiny-lm"),
-        Task::CausalLm,
-        &LoadOptions::default(),
-    )?;
+    let model = load("gpt2-tiny-lm", Task::CausalLm)?;
     // Beyond GPT-2's 32 positions.
     let long = Tensor::ones([1, 40], (Kind::Int64, tch::Device::Cpu));
     let err = model
@@ -190,10 +137,9 @@ fn bad_inputs_are_errors() -> Result<()> {
     let lm = model.as_causal_lm().context("LM")?;
     assert!(generate(lm, &[], &GenerationConfig::greedy(3, vec![])).is_err());
     // A classifier has no LM to generate with.
-    let seq = load_model(
-        &fixture("gpt2-tiny-seqcls"),
+    let seq = load(
+        "gpt2-tiny-seqcls",
         Task::SequenceClassification { num_labels: 3 },
-        &LoadOptions::default(),
     )?;
     assert!(seq.as_causal_lm().is_none());
     Ok(())

@@ -3,48 +3,17 @@
 //! of a padded batch, the logits of every cached greedy step, and the tokens of greedy and
 //! beam-search generation. Float32, eval mode; tolerance 1e-5 absolute.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
 use autolora_models::peft::apply_peft_adapter;
 use autolora_models::{
-    AttentionImpl, CausalLm, GenerationConfig, LoadOptions, Model, ModelInput, Task, generate,
-    load_model,
+    AttentionImpl, CausalLm, GenerationConfig, Model, ModelInput, Task, generate,
 };
+use common::{assert_close, fixture, forward, head_param_names, load, reference};
 use tch::{Kind, Tensor};
-
-const ATOL: f64 = 1e-5;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn reference(name: &str) -> Result<HashMap<String, Tensor>> {
-    let path = fixture(name).join("reference.safetensors");
-    Ok(Tensor::read_safetensors(&path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .into_iter()
-        .collect())
-}
-
-fn assert_close(what: &str, ours: &Tensor, theirs: &Tensor) -> Result<()> {
-    ensure!(
-        ours.size() == theirs.size(),
-        "{what}: shape {:?} vs reference {:?}",
-        ours.size(),
-        theirs.size()
-    );
-    let diff = (ours.to_kind(Kind::Double) - theirs.to_kind(Kind::Double))
-        .abs()
-        .max()
-        .double_value(&[]);
-    println!("{what}: max |diff| = {diff:.3e}");
-    ensure!(diff <= ATOL, "{what}: max |diff| {diff:e} > {ATOL:e}");
-    Ok(())
-}
 
 fn ids(t: &Tensor) -> Result<Vec<i64>> {
     Ok(Vec::<i64>::try_from(t.reshape([-1]))?)
@@ -52,14 +21,7 @@ fn ids(t: &Tensor) -> Result<Vec<i64>> {
 
 /// Batch forward: hidden states, logits and (where the fixture has labels) the loss.
 fn check_forward(model: &dyn Model, r: &HashMap<String, Tensor>, what: &str) -> Result<()> {
-    let out = model.forward_t(
-        &ModelInput {
-            input_ids: &r["input_ids"],
-            attention_mask: &r["attention_mask"],
-            token_type_ids: None,
-        },
-        false,
-    )?;
+    let out = forward(model, r)?;
     assert_close(
         &format!("{what} hidden"),
         &out.hidden_states,
@@ -141,7 +103,7 @@ fn check_generation(lm: &dyn CausalLm, r: &HashMap<String, Tensor>, what: &str) 
 }
 
 fn check_lm(dir: &str, adapter: Option<&str>) -> Result<Box<dyn Model>> {
-    let mut model = load_model(&fixture(dir), Task::CausalLm, &LoadOptions::default())?;
+    let mut model = load(dir, Task::CausalLm)?;
     let name = match adapter {
         Some(a) => {
             apply_peft_adapter(model.as_mut(), &fixture(a))?;
@@ -185,18 +147,16 @@ fn gpt2_with_peft_lora_on_conv1d() -> Result<()> {
 
 #[test]
 fn gpt2_sequence_classification() -> Result<()> {
-    let model = load_model(
-        &fixture("gpt2-tiny-seqcls"),
+    let model = load(
+        "gpt2-tiny-seqcls",
         Task::SequenceClassification { num_labels: 3 },
-        &LoadOptions::default(),
     )?;
     check_forward(
         model.as_ref(),
         &reference("gpt2-tiny-seqcls")?,
         "gpt2 seqcls",
     )?;
-    let names: Vec<String> = model.head_params().into_iter().map(|p| p.name).collect();
-    assert_eq!(names, ["score.weight"]);
+    assert_eq!(head_param_names(model.as_ref()), ["score.weight"]);
     Ok(())
 }
 
@@ -221,10 +181,9 @@ fn llama_with_peft_lora() -> Result<()> {
 
 #[test]
 fn llama_sequence_classification() -> Result<()> {
-    let model = load_model(
-        &fixture("llama-tiny-seqcls"),
+    let model = load(
+        "llama-tiny-seqcls",
         Task::SequenceClassification { num_labels: 3 },
-        &LoadOptions::default(),
     )?;
     check_forward(
         model.as_ref(),
@@ -236,7 +195,7 @@ fn llama_sequence_classification() -> Result<()> {
 #[test]
 fn fused_attention_matches_eager_in_decoders() -> Result<()> {
     for dir in ["gpt2-tiny-lm", "llama-tiny-gqa"] {
-        let mut model = load_model(&fixture(dir), Task::CausalLm, &LoadOptions::default())?;
+        let mut model = load(dir, Task::CausalLm)?;
         model.set_attention(AttentionImpl::Fused);
         check_forward(model.as_ref(), &reference(dir)?, &format!("{dir} fused"))?;
     }
@@ -245,11 +204,7 @@ fn fused_attention_matches_eager_in_decoders() -> Result<()> {
 
 #[test]
 fn cached_steps_equal_the_full_forward() -> Result<()> {
-    let model = load_model(
-        &fixture("llama-tiny-gqa"),
-        Task::CausalLm,
-        &LoadOptions::default(),
-    )?;
+    let model = load("llama-tiny-gqa", Task::CausalLm)?;
     let lm = model.as_causal_lm().context("LM")?;
     let seq = Tensor::from_slice(&[9i64, 31, 4, 50, 12, 7, 3]).reshape([1, 7]);
     let full = model
@@ -282,14 +237,12 @@ fn token_classification_heads() -> Result<()> {
         ("gpt2-tiny-tokcls", "classifier"),
         ("llama-tiny-tokcls", "score"),
     ] {
-        let model = load_model(
-            &fixture(dir),
-            Task::TokenClassification { num_labels: 4 },
-            &LoadOptions::default(),
-        )?;
+        let model = load(dir, Task::TokenClassification { num_labels: 4 })?;
         check_forward(model.as_ref(), &reference(dir)?, dir)?;
-        let names: Vec<String> = model.head_params().into_iter().map(|p| p.name).collect();
-        assert_eq!(names, [format!("{head}.weight"), format!("{head}.bias")]);
+        assert_eq!(
+            head_param_names(model.as_ref()),
+            [format!("{head}.weight"), format!("{head}.bias")]
+        );
     }
     Ok(())
 }

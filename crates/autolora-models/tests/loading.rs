@@ -1,7 +1,7 @@
 //! Loading behaviour: bad directories, configs and checkpoints give errors that name what is
 //! wrong (never a panic); LoRA injection, frozen base, seeded heads and bf16 storage.
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use anyhow::{Context, Result, ensure};
 use autolora_core::{Gate, LoraConfig};
@@ -9,53 +9,10 @@ use autolora_models::encoder::EncoderModel;
 use autolora_models::{
     Error, LoadOptions, ModelInput, RawConfig, SafeTensorStore, Task, load_model,
 };
+use common::{
+    ENCODER_QUERY_VALUE, copy_fixture, edit_config, fixture, inputs, load, load_err, set_config,
+};
 use tch::{Kind, Tensor};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// A scratch copy of fixture `name`.
-fn copy_fixture(name: &str) -> Result<tempfile::TempDir> {
-    let tmp = tempfile::tempdir()?;
-    for entry in std::fs::read_dir(fixture(name))? {
-        let entry = entry?;
-        std::fs::copy(entry.path(), tmp.path().join(entry.file_name()))?;
-    }
-    Ok(tmp)
-}
-
-/// Rewrites one field of the copy's config.json.
-fn edit_config(
-    dir: &Path,
-    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
-) -> Result<()> {
-    let path = dir.join("config.json");
-    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    edit(config.as_object_mut().context("config object")?);
-    std::fs::write(&path, serde_json::to_string_pretty(&config)?)?;
-    Ok(())
-}
-
-fn load_err(dir: &Path, task: Task) -> Error {
-    match load_model(dir, task, &LoadOptions::default()) {
-        Ok(_) => panic!("loading {} unexpectedly succeeded", dir.display()),
-        Err(e) => e,
-    }
-}
-
-fn inputs() -> Result<(Tensor, Tensor)> {
-    let r: std::collections::HashMap<String, Tensor> =
-        Tensor::read_safetensors(fixture("bert-tiny").join("reference.safetensors"))?
-            .into_iter()
-            .collect();
-    Ok((
-        r["input_ids"].shallow_clone(),
-        r["attention_mask"].shallow_clone(),
-    ))
-}
 
 #[test]
 fn directory_without_config_says_so() -> Result<()> {
@@ -100,9 +57,7 @@ fn missing_sizes_are_all_named() -> Result<()> {
 #[test]
 fn unknown_architecture_is_named() -> Result<()> {
     let tmp = copy_fixture("bert-tiny")?;
-    edit_config(tmp.path(), |c| {
-        c.insert("model_type".into(), "xlnet".into());
-    })?;
+    set_config(tmp.path(), "model_type", "xlnet".into())?;
     let err = load_err(tmp.path(), Task::Encoder);
     assert!(
         matches!(err, Error::UnknownArchitecture { ref found, .. } if found == "xlnet"),
@@ -114,9 +69,7 @@ fn unknown_architecture_is_named() -> Result<()> {
 #[test]
 fn too_few_layers_in_config_leaves_unexpected_tensors() -> Result<()> {
     let tmp = copy_fixture("bert-tiny")?;
-    edit_config(tmp.path(), |c| {
-        c.insert("num_hidden_layers".into(), 1.into());
-    })?;
+    set_config(tmp.path(), "num_hidden_layers", 1.into())?;
     match load_err(tmp.path(), Task::Encoder) {
         Error::UnexpectedTensors { names } => {
             assert!(
@@ -133,9 +86,7 @@ fn too_few_layers_in_config_leaves_unexpected_tensors() -> Result<()> {
 #[test]
 fn too_many_layers_in_config_is_a_missing_tensor() -> Result<()> {
     let tmp = copy_fixture("bert-tiny-seqcls")?;
-    edit_config(tmp.path(), |c| {
-        c.insert("num_hidden_layers".into(), 3.into());
-    })?;
+    set_config(tmp.path(), "num_hidden_layers", 3.into())?;
     let err = load_err(tmp.path(), Task::SequenceClassification { num_labels: 3 });
     match &err {
         Error::MissingTensor { key, .. } => {
@@ -149,9 +100,7 @@ fn too_many_layers_in_config_is_a_missing_tensor() -> Result<()> {
 #[test]
 fn wrong_size_is_a_shape_mismatch_naming_the_tensor() -> Result<()> {
     let tmp = copy_fixture("bert-tiny")?;
-    edit_config(tmp.path(), |c| {
-        c.insert("intermediate_size".into(), 36.into());
-    })?;
+    set_config(tmp.path(), "intermediate_size", 36.into())?;
     match load_err(tmp.path(), Task::Encoder) {
         Error::ShapeMismatch {
             name,
@@ -234,12 +183,8 @@ fn foreign_tensors_outside_the_model_are_reported_not_fatal() -> Result<()> {
 
 #[test]
 fn bad_inputs_are_errors() -> Result<()> {
-    let model = load_model(
-        &fixture("bert-tiny"),
-        Task::Encoder,
-        &LoadOptions::default(),
-    )?;
-    let (ids, mask) = inputs()?;
+    let model = load("bert-tiny", Task::Encoder)?;
+    let (ids, mask) = inputs("bert-tiny")?;
     let run = |ids: &Tensor, mask: &Tensor| {
         model.forward_t(
             &ModelInput {
@@ -280,21 +225,11 @@ fn bad_inputs_are_errors() -> Result<()> {
 
 #[test]
 fn lora_injection_defaults_freezing_and_names() -> Result<()> {
-    let mut model = load_model(
-        &fixture("roberta-tiny-seqcls"),
+    let mut model = load(
+        "roberta-tiny-seqcls",
         Task::SequenceClassification { num_labels: 3 },
-        &LoadOptions::default(),
     )?;
-    let (ids, mask) = {
-        let r: std::collections::HashMap<String, Tensor> =
-            Tensor::read_safetensors(fixture("roberta-tiny-seqcls").join("reference.safetensors"))?
-                .into_iter()
-                .collect();
-        (
-            r["input_ids"].shallow_clone(),
-            r["attention_mask"].shallow_clone(),
-        )
-    };
+    let (ids, mask) = inputs("roberta-tiny-seqcls")?;
     let input = ModelInput {
         input_ids: &ids,
         attention_mask: &mask,
@@ -304,15 +239,7 @@ fn lora_injection_defaults_freezing_and_names() -> Result<()> {
     let bad = model.inject_lora(&["qkv".into()], &LoraConfig::default(), None);
     assert!(matches!(bad, Err(Error::InvalidArgument { .. })));
     let adapted = model.inject_lora(&[], &LoraConfig::default(), Some(Gate::Softmax))?;
-    assert_eq!(
-        adapted,
-        [
-            "encoder.layer.0.attention.self.query",
-            "encoder.layer.0.attention.self.value",
-            "encoder.layer.1.attention.self.query",
-            "encoder.layer.1.attention.self.value",
-        ]
-    );
+    assert_eq!(adapted, ENCODER_QUERY_VALUE);
     // B = 0 at injection: the model's output is unchanged.
     let after = model.forward_t(&input, false)?.logits.context("logits")?;
     ensure!((&after - &before).abs().max().double_value(&[]) == 0.0);
@@ -399,17 +326,13 @@ fn fresh_heads_depend_on_the_seed_only() -> Result<()> {
 
 #[test]
 fn bf16_base_weights_stay_close() -> Result<()> {
-    let (ids, mask) = inputs()?;
+    let (ids, mask) = inputs("bert-tiny")?;
     let input = ModelInput {
         input_ids: &ids,
         attention_mask: &mask,
         token_type_ids: None,
     };
-    let full = load_model(
-        &fixture("bert-tiny"),
-        Task::Encoder,
-        &LoadOptions::default(),
-    )?;
+    let full = load("bert-tiny", Task::Encoder)?;
     let options = LoadOptions {
         base_kind: Some(Kind::BFloat16),
         ..LoadOptions::default()

@@ -2,66 +2,19 @@
 //! made by `tests/reference/gen_parity.py` (its reference outputs are in each fixture's
 //! `reference.safetensors`). Float32, eval mode; tolerance 1e-5 absolute.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+mod common;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use autolora_models::peft::apply_peft_adapter;
-use autolora_models::{AttentionImpl, LoadOptions, Model, ModelInput, Task, load_model};
-use tch::Tensor;
-
-const ATOL: f64 = 1e-5;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn reference(name: &str) -> Result<HashMap<String, Tensor>> {
-    let path = fixture(name).join("reference.safetensors");
-    Ok(Tensor::read_safetensors(&path)
-        .with_context(|| format!("reading {}", path.display()))?
-        .into_iter()
-        .collect())
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> Result<f64> {
-    ensure!(
-        a.size() == b.size(),
-        "shape {:?} vs reference {:?}",
-        a.size(),
-        b.size()
-    );
-    Ok(
-        (a.to_kind(tch::Kind::Double) - b.to_kind(tch::Kind::Double))
-            .abs()
-            .max()
-            .double_value(&[]),
-    )
-}
-
-fn assert_close(what: &str, ours: &Tensor, theirs: &Tensor) -> Result<()> {
-    let diff = max_abs_diff(ours, theirs)?;
-    println!("{what}: max |diff| = {diff:.3e}");
-    ensure!(diff <= ATOL, "{what}: max |diff| {diff:e} > {ATOL:e}");
-    Ok(())
-}
-
-/// Runs `model` on the fixture's inputs (eval mode).
-fn run(model: &dyn Model, r: &HashMap<String, Tensor>) -> Result<autolora_models::ModelOutput> {
-    let input = ModelInput {
-        input_ids: &r["input_ids"],
-        attention_mask: &r["attention_mask"],
-        token_type_ids: Some(&r["token_type_ids"]),
-    };
-    Ok(model.forward_t(&input, false)?)
-}
+use autolora_models::{AttentionImpl, Model, Task};
+use common::{
+    ENCODER_QUERY_VALUE, assert_close, fixture, forward, head_param_names, load, reference,
+};
 
 fn check_model(dir: &str, task: Task, reference_dir: &str) -> Result<Box<dyn Model>> {
-    let model = load_model(&fixture(dir), task, &LoadOptions::default())?;
+    let model = load(dir, task)?;
     let r = reference(reference_dir)?;
-    let out = run(model.as_ref(), &r)?;
+    let out = forward(model.as_ref(), &r)?;
     if let Some(h) = r.get("last_hidden_state") {
         assert_close(&format!("{dir} hidden"), &out.hidden_states, h)?;
     }
@@ -92,8 +45,10 @@ fn bert_sequence_classification() -> Result<()> {
         Task::SequenceClassification { num_labels: 3 },
         "bert-tiny-seqcls",
     )?;
-    let names: Vec<String> = model.head_params().into_iter().map(|p| p.name).collect();
-    assert_eq!(names, ["classifier.weight", "classifier.bias"]);
+    assert_eq!(
+        head_param_names(model.as_ref()),
+        ["classifier.weight", "classifier.bias"]
+    );
     Ok(())
 }
 
@@ -124,9 +79,8 @@ fn roberta_sequence_classification() -> Result<()> {
         Task::SequenceClassification { num_labels: 3 },
         "roberta-tiny-seqcls",
     )?;
-    let names: Vec<String> = model.head_params().into_iter().map(|p| p.name).collect();
     assert_eq!(
-        names,
+        head_param_names(model.as_ref()),
         [
             "classifier.dense.weight",
             "classifier.dense.bias",
@@ -148,21 +102,9 @@ fn roberta_token_classification() -> Result<()> {
 }
 
 fn check_lora(base: &str, adapter: &str) -> Result<()> {
-    let mut model = load_model(
-        &fixture(base),
-        Task::SequenceClassification { num_labels: 3 },
-        &LoadOptions::default(),
-    )?;
+    let mut model = load(base, Task::SequenceClassification { num_labels: 3 })?;
     let adapted = apply_peft_adapter(model.as_mut(), &fixture(adapter))?;
-    assert_eq!(
-        adapted,
-        [
-            "encoder.layer.0.attention.self.query",
-            "encoder.layer.0.attention.self.value",
-            "encoder.layer.1.attention.self.query",
-            "encoder.layer.1.attention.self.value",
-        ]
-    );
+    assert_eq!(adapted, ENCODER_QUERY_VALUE);
     // rank_pattern and alpha_pattern were honoured.
     let v1 = model
         .lora_layer("encoder.layer.1.attention.self.value")
@@ -176,7 +118,7 @@ fn check_lora(base: &str, adapter: &str) -> Result<()> {
         .context("adapter")?;
     assert_eq!(q0.scale, 4.0);
     let r = reference(adapter)?;
-    let out = run(model.as_ref(), &r)?;
+    let out = forward(model.as_ref(), &r)?;
     assert_close(
         &format!("{adapter} hidden"),
         &out.hidden_states,
@@ -191,7 +133,7 @@ fn check_lora(base: &str, adapter: &str) -> Result<()> {
     for name in adapted {
         model.lora_layer_mut(&name).unwrap().merge()?;
     }
-    let merged = run(model.as_ref(), &r)?;
+    let merged = forward(model.as_ref(), &r)?;
     assert_close(
         &format!("{adapter} merged logits"),
         merged.logits.as_ref().unwrap(),
@@ -212,13 +154,12 @@ fn roberta_with_peft_lora() -> Result<()> {
 
 #[test]
 fn fused_attention_matches_eager() -> Result<()> {
-    let mut model = load_model(
-        &fixture("roberta-tiny-seqcls"),
+    let mut model = load(
+        "roberta-tiny-seqcls",
         Task::SequenceClassification { num_labels: 3 },
-        &LoadOptions::default(),
     )?;
     model.set_attention(AttentionImpl::Fused);
     let r = reference("roberta-tiny-seqcls")?;
-    let out = run(model.as_ref(), &r)?;
+    let out = forward(model.as_ref(), &r)?;
     assert_close("fused logits", out.logits.as_ref().unwrap(), &r["logits"])
 }

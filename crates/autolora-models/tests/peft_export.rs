@@ -2,6 +2,8 @@
 //! reads it back to the same outputs, and (when the project's Python is provisioned) PyPI
 //! `peft` loads it onto the `transformers` model with the same logits.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -9,15 +11,10 @@ use std::process::Command;
 use anyhow::{Context, Result, ensure};
 use autolora_core::prune::prune_layer;
 use autolora_core::{Gate, LoraConfig, Param};
+use autolora_models::Task;
 use autolora_models::peft::{apply_peft_adapter, save_peft_adapter};
-use autolora_models::{LoadOptions, Model, ModelInput, Task, load_model};
+use common::{fixture, load, logits, reference};
 use tch::{Device, Kind, Tensor};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 /// The project's reference Python, if provisioned.
 fn python() -> Option<PathBuf> {
@@ -26,18 +23,6 @@ fn python() -> Option<PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/autolora")))?;
     let python = cache.join("python/torch-2.11.0/bin/python");
     python.is_file().then_some(python)
-}
-
-fn logits(model: &dyn Model, r: &HashMap<String, Tensor>) -> Result<Tensor> {
-    let out = model.forward_t(
-        &ModelInput {
-            input_ids: &r["input_ids"],
-            attention_mask: &r["attention_mask"],
-            token_type_ids: r.get("token_type_ids"),
-        },
-        false,
-    )?;
-    out.logits.context("no logits")
 }
 
 fn perturb(param: &Param, std: f64) {
@@ -52,11 +37,8 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 fn roundtrip(base: &str, task: Task) -> Result<()> {
     tch::manual_seed(3);
-    let r: HashMap<String, Tensor> =
-        Tensor::read_safetensors(fixture(base).join("reference.safetensors"))?
-            .into_iter()
-            .collect();
-    let mut model = load_model(&fixture(base), task, &LoadOptions::default())?;
+    let r = reference(base)?;
+    let mut model = load(base, task)?;
     let lora = LoraConfig {
         rank: 4,
         alpha: 16.0,
@@ -89,7 +71,7 @@ fn roundtrip(base: &str, task: Task) -> Result<()> {
     let ranks: Vec<i64> = summary.ranks.iter().map(|(_, r)| *r).collect();
     assert_eq!(ranks, expected);
 
-    let mut reloaded = load_model(&fixture(base), task, &LoadOptions::default())?;
+    let mut reloaded = load(base, task)?;
     apply_peft_adapter(reloaded.as_mut(), &out_dir)?;
     let back = logits(reloaded.as_ref(), &r)?;
     let diff = max_diff(&ours, &back);
