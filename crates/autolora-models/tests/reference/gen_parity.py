@@ -74,18 +74,38 @@ def randomize(model, seed):
                 p.copy_(0.2 * noise)
 
 
-def inputs(pad_id, lengths, seq, seed, with_types):
+def build(cls, config, seed):
+    """`cls(config)` initialised after seeding torch with `seed`, then randomized from it."""
+    torch.manual_seed(seed)
+    model = cls(config)
+    randomize(model, seed)
+    return model
+
+
+def padded_ids(pad_id, lengths, seq, seed):
+    """Random ids in 3..64, one row per length, right-padded with `pad_id`; and the mask."""
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, 64, (len(lengths), seq), generator=gen)
     mask = torch.zeros(len(lengths), seq, dtype=torch.long)
     for row, n in enumerate(lengths):
         mask[row, :n] = 1
-    ids = torch.where(mask.bool(), ids, torch.full_like(ids, pad_id))
+    return torch.where(mask.bool(), ids, torch.full_like(ids, pad_id)), mask
+
+
+def inputs(pad_id, lengths, seq, seed, with_types):
+    ids, mask = padded_ids(pad_id, lengths, seq, seed)
     types = torch.zeros_like(ids)
     if with_types:
         for row, n in enumerate(lengths):
             types[row, n // 2 : n] = 1
     return ids, mask, types
+
+
+def causal_inputs(lengths, seq, seed):
+    """Right-padded batch (pad id 0) with LM labels: the ids, -100 on padding."""
+    ids, mask = padded_ids(0, lengths, seq, seed)
+    labels = torch.where(mask.bool(), ids, torch.full_like(ids, -100))
+    return ids, mask, labels
 
 
 def save_model(model, name, **kw):
@@ -95,16 +115,39 @@ def save_model(model, name, **kw):
     return folder
 
 
-def run(model, ids, mask, types, labels=None):
+def run(model, ids, mask, types=None, labels=None):
+    """Eval-mode forward with hidden states; segment ids only for the encoders."""
     model.eval()
     extra = {} if labels is None else {"labels": labels}
+    if types is not None:
+        extra["token_type_ids"] = types
     with torch.no_grad():
-        out = model(input_ids=ids, attention_mask=mask, token_type_ids=types, output_hidden_states=True, **extra)
-    return out
+        return model(input_ids=ids, attention_mask=mask, output_hidden_states=True, **extra)
+
+
+def forward_references(model, ids, mask, types=None, labels=None, hidden=True):
+    """The inputs and what the Rust tests compare against: last hidden state (unless not
+    `hidden`), logits, and with `labels` the labels and the loss."""
+    out = run(model, ids, mask, types, labels)
+    refs = dict(input_ids=ids, attention_mask=mask)
+    if types is not None:
+        refs["token_type_ids"] = types
+    if hidden:
+        refs["last_hidden_state"] = out.hidden_states[-1]
+    refs["logits"] = out.logits
+    if labels is not None:
+        refs.update(labels=labels, loss=out.loss)
+    return refs
 
 
 def save_reference(folder, tensors):
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(folder / "reference.safetensors"))
+
+
+def head_fixture(model, name, ids, mask, types=None, labels=None, hidden=True, **save_kw):
+    """Saves `model` as fixture `name` with its forward references."""
+    folder = save_model(model, name, **save_kw)
+    save_reference(folder, forward_references(model, ids, mask, types, labels, hidden))
 
 
 def token_labels(mask, num_labels, seed):
@@ -125,42 +168,50 @@ def perturb_lora(model, seed):
                 p.add_(0.1 * torch.randn(p.shape, generator=gen))
 
 
-def lora_fixture(base, name, ids, mask, types, seed):
-    config = LoraConfig(
-        r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        target_modules=["query", "value"],
-        rank_pattern={"encoder.layer.1.attention.self.value": 2},
-        alpha_pattern={"encoder.layer.0.attention.self.query": 16},
-        task_type="SEQ_CLS",
-    )
+def peft_fixture(base, name, config, seed, ids, mask, types=None, prompt=None):
+    """Wraps `base` in a PEFT LoRA model with perturbed factors and saves the adapter as
+    fixture `name` with its forward references, and with `prompt` its generation references
+    (the cache path with LoRA active)."""
     torch.manual_seed(seed)
     peft_model = get_peft_model(base, config)
     perturb_lora(peft_model, seed)
-    out = run(peft_model, ids, mask, types)
+    refs = forward_references(peft_model, ids, mask, types)
     folder = OUT / name
     shutil.rmtree(folder, ignore_errors=True)
     peft_model.save_pretrained(folder)
     (folder / "README.md").unlink()  # PEFT's generated model-card template
-    save_reference(
-        folder,
-        dict(
-            input_ids=ids,
-            attention_mask=mask,
-            token_type_ids=types,
-            last_hidden_state=out.hidden_states[-1],
-            logits=out.logits,
-        ),
+    if prompt is not None:
+        print(name)
+        refs.update(generation_references(peft_model, prompt, 6, BEAMS))
+    save_reference(folder, refs)
+
+
+def lora_config(task_type, targets, rank_pattern, **kw):
+    return LoraConfig(
+        r=4,
+        lora_alpha=8,
+        lora_dropout=0.0,
+        target_modules=targets,
+        rank_pattern=rank_pattern,
+        task_type=task_type,
+        **kw,
     )
+
+
+def encoder_lora_fixture(base, name, ids, mask, types, seed):
+    config = lora_config(
+        "SEQ_CLS",
+        ["query", "value"],
+        {"encoder.layer.1.attention.self.value": 2},
+        alpha_pattern={"encoder.layer.0.attention.self.query": 16},
+    )
+    peft_fixture(base, name, config, seed, ids, mask, types)
 
 
 def bert():
     ids, mask, types = inputs(0, [7, 5, 3], 7, seed=1, with_types=True)
 
-    torch.manual_seed(10)
-    base = BertModel(bert_config())
-    randomize(base, 10)
+    base = build(BertModel, bert_config(), 10)
     folder = save_model(base, "bert-tiny")
     out = run(base, ids, mask, types)
     save_reference(
@@ -174,118 +225,50 @@ def bert():
         ),
     )
 
-    torch.manual_seed(11)
-    seq = BertForSequenceClassification(bert_config(num_labels=3))
-    randomize(seq, 11)
-    folder = save_model(seq, "bert-tiny-seqcls")
-    labels = torch.tensor([2, 0, 1])
-    out = run(seq, ids, mask, types, labels)
-    save_reference(
-        folder,
-        dict(
-            input_ids=ids,
-            attention_mask=mask,
-            token_type_ids=types,
-            last_hidden_state=out.hidden_states[-1],
-            logits=out.logits,
-            labels=labels,
-            loss=out.loss,
-        ),
-    )
-    lora_fixture(seq, "bert-tiny-seqcls-lora", ids, mask, types, seed=12)
+    seq = build(BertForSequenceClassification, bert_config(num_labels=3), 11)
+    head_fixture(seq, "bert-tiny-seqcls", ids, mask, types, torch.tensor([2, 0, 1]))
+    encoder_lora_fixture(seq, "bert-tiny-seqcls-lora", ids, mask, types, seed=12)
 
-    torch.manual_seed(13)
-    reg = BertForSequenceClassification(bert_config(num_labels=1, problem_type="regression"))
-    randomize(reg, 13)
-    folder = save_model(reg, "bert-tiny-regression")
-    labels = torch.tensor([0.5, -1.0, 2.0])
-    out = run(reg, ids, mask, types, labels)
-    save_reference(
-        folder,
-        dict(input_ids=ids, attention_mask=mask, token_type_ids=types, logits=out.logits, labels=labels, loss=out.loss),
-    )
+    reg = build(BertForSequenceClassification, bert_config(num_labels=1, problem_type="regression"), 13)
+    head_fixture(reg, "bert-tiny-regression", ids, mask, types, torch.tensor([0.5, -1.0, 2.0]), hidden=False)
 
-    torch.manual_seed(14)
-    tok = BertForTokenClassification(bert_config(num_labels=5))
-    randomize(tok, 14)
+    tok = build(BertForTokenClassification, bert_config(num_labels=5), 14)
     # Sharded on purpose: exercises model.safetensors.index.json.
-    folder = save_model(tok, "bert-tiny-tokcls", max_shard_size="40KB")
-    labels = token_labels(mask, 5, seed=15)
-    out = run(tok, ids, mask, types, labels)
-    save_reference(
-        folder,
-        dict(
-            input_ids=ids,
-            attention_mask=mask,
-            token_type_ids=types,
-            last_hidden_state=out.hidden_states[-1],
-            logits=out.logits,
-            labels=labels,
-            loss=out.loss,
-        ),
-    )
+    head_fixture(tok, "bert-tiny-tokcls", ids, mask, types, token_labels(mask, 5, seed=15), max_shard_size="40KB")
 
 
 def roberta():
     ids, mask, types = inputs(1, [7, 4, 6], 7, seed=2, with_types=False)
 
-    torch.manual_seed(20)
-    seq = RobertaForSequenceClassification(roberta_config(num_labels=3))
-    randomize(seq, 20)
-    folder = save_model(seq, "roberta-tiny-seqcls")
-    labels = torch.tensor([1, 2, 0])
-    out = run(seq, ids, mask, types, labels)
-    save_reference(
-        folder,
-        dict(
-            input_ids=ids,
-            attention_mask=mask,
-            token_type_ids=types,
-            last_hidden_state=out.hidden_states[-1],
-            logits=out.logits,
-            labels=labels,
-            loss=out.loss,
-        ),
-    )
-    lora_fixture(seq, "roberta-tiny-seqcls-lora", ids, mask, types, seed=21)
+    seq = build(RobertaForSequenceClassification, roberta_config(num_labels=3), 20)
+    head_fixture(seq, "roberta-tiny-seqcls", ids, mask, types, torch.tensor([1, 2, 0]))
+    encoder_lora_fixture(seq, "roberta-tiny-seqcls-lora", ids, mask, types, seed=21)
 
-    torch.manual_seed(22)
-    tok = RobertaForTokenClassification(roberta_config(num_labels=4))
-    randomize(tok, 22)
-    folder = save_model(tok, "roberta-tiny-tokcls")
-    labels = token_labels(mask, 4, seed=23)
-    out = run(tok, ids, mask, types, labels)
-    save_reference(
-        folder,
-        dict(
-            input_ids=ids,
-            attention_mask=mask,
-            token_type_ids=types,
-            last_hidden_state=out.hidden_states[-1],
-            logits=out.logits,
-            labels=labels,
-            loss=out.loss,
-        ),
-    )
+    tok = build(RobertaForTokenClassification, roberta_config(num_labels=4), 22)
+    head_fixture(tok, "roberta-tiny-tokcls", ids, mask, types, token_labels(mask, 4, seed=23))
 
 
-def causal_inputs(lengths, seq, seed, vocab=64):
-    """Right-padded batch (pad id 0) with LM labels: the ids, -100 on padding."""
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(3, vocab, (len(lengths), seq), generator=gen)
-    mask = torch.zeros(len(lengths), seq, dtype=torch.long)
-    for row, n in enumerate(lengths):
-        mask[row, :n] = 1
-    ids = torch.where(mask.bool(), ids, torch.zeros_like(ids))
-    labels = torch.where(mask.bool(), ids, torch.full_like(ids, -100))
-    return ids, mask, labels
-
-
-def run_causal(model, ids, mask, labels=None):
-    model.eval()
-    extra = {} if labels is None else {"labels": labels}
+def beam_search(model, prompt, mask, settings, eos):
+    """The best beam's new tokens up to and including the first EOS."""
     with torch.no_grad():
-        return model(input_ids=ids, attention_mask=mask, output_hidden_states=True, **extra)
+        beam = model.generate(
+            prompt,
+            attention_mask=mask,
+            max_new_tokens=settings["max_new_tokens"],
+            do_sample=False,
+            num_beams=settings["num_beams"],
+            length_penalty=settings["length_penalty"],
+            no_repeat_ngram_size=settings["no_repeat_ngram_size"],
+            early_stopping=False,
+            eos_token_id=eos,
+            pad_token_id=0,
+        )
+    ids = beam[0, prompt.shape[1] :]
+    # Trailing fill after EOS is not part of the hypothesis.
+    hits = (ids == eos).nonzero()
+    if len(hits):
+        ids = ids[: int(hits[0]) + 1]
+    return ids
 
 
 def generation_references(model, prompt, steps, beams):
@@ -307,42 +290,9 @@ def generation_references(model, prompt, steps, beams):
         )
     greedy_ids = greedy.sequences[0, prompt.shape[1] :]
     eos = int(greedy_ids[2])
-    with torch.no_grad():
-        beam = model.generate(
-            prompt,
-            attention_mask=mask,
-            max_new_tokens=beams["max_new_tokens"],
-            do_sample=False,
-            num_beams=beams["num_beams"],
-            length_penalty=beams["length_penalty"],
-            no_repeat_ngram_size=beams["no_repeat_ngram_size"],
-            early_stopping=False,
-            eos_token_id=eos,
-            pad_token_id=0,
-        )
-    beam_ids = beam[0, prompt.shape[1] :]
-    # Trailing fill after EOS is not part of the hypothesis.
-    hits = (beam_ids == eos).nonzero()
-    if len(hits):
-        beam_ids = beam_ids[: int(hits[0]) + 1]
+    beam_ids = beam_search(model, prompt, mask, beams, eos)
     # The LoRA paper's E2E protocol: 10 beams, length penalty 0.9, no repeated 4-gram.
-    with torch.no_grad():
-        e2e = model.generate(
-            prompt,
-            attention_mask=mask,
-            max_new_tokens=E2E["max_new_tokens"],
-            do_sample=False,
-            num_beams=E2E["num_beams"],
-            length_penalty=E2E["length_penalty"],
-            no_repeat_ngram_size=E2E["no_repeat_ngram_size"],
-            early_stopping=False,
-            eos_token_id=eos,
-            pad_token_id=0,
-        )
-    e2e_ids = e2e[0, prompt.shape[1] :]
-    hits = (e2e_ids == eos).nonzero()
-    if len(hits):
-        e2e_ids = e2e_ids[: int(hits[0]) + 1]
+    e2e_ids = beam_search(model, prompt, mask, E2E, eos)
     print(f"  greedy {greedy_ids.tolist()}, beam (eos {eos}) {beam_ids.tolist()}, e2e {e2e_ids.tolist()}")
     return dict(
         gen_e2e=e2e_ids,
@@ -363,60 +313,19 @@ E2E = dict(num_beams=10, max_new_tokens=16, length_penalty=0.9, no_repeat_ngram_
 
 def causal_fixture(model, name, ids, mask, labels, prompt):
     folder = save_model(model, name)
-    out = run_causal(model, ids, mask, labels)
+    refs = forward_references(model, ids, mask, labels=labels)
     print(name)
-    refs = dict(
-        input_ids=ids,
-        attention_mask=mask,
-        labels=labels,
-        last_hidden_state=out.hidden_states[-1],
-        logits=out.logits,
-        loss=out.loss,
-    )
     refs.update(generation_references(model, prompt, 6, BEAMS))
     save_reference(folder, refs)
 
 
 def causal_lora_fixture(base, name, targets, rank_pattern, ids, mask, prompt, seed, fan_in_fan_out=False):
-    config = LoraConfig(
-        r=4,
-        lora_alpha=8,
-        lora_dropout=0.0,
-        target_modules=targets,
-        rank_pattern=rank_pattern,
-        fan_in_fan_out=fan_in_fan_out,
-        task_type="CAUSAL_LM",
-    )
-    torch.manual_seed(seed)
-    peft_model = get_peft_model(base, config)
-    perturb_lora(peft_model, seed)
-    out = run_causal(peft_model, ids, mask)
-    folder = OUT / name
-    shutil.rmtree(folder, ignore_errors=True)
-    peft_model.save_pretrained(folder)
-    (folder / "README.md").unlink()
-    print(name)
-    refs = dict(input_ids=ids, attention_mask=mask, last_hidden_state=out.hidden_states[-1], logits=out.logits)
-    # Greedy steps of the adapted model (the cache path with LoRA active).
-    refs.update(generation_references(peft_model, prompt, 6, BEAMS))
-    save_reference(folder, refs)
+    config = lora_config("CAUSAL_LM", targets, rank_pattern, fan_in_fan_out=fan_in_fan_out)
+    peft_fixture(base, name, config, seed, ids, mask, prompt=prompt)
 
 
 def token_fixture(model, name, ids, mask, seed):
-    folder = save_model(model, name)
-    labels = token_labels(mask, model.config.num_labels, seed)
-    out = run_causal(model, ids, mask, labels)
-    save_reference(
-        folder,
-        dict(
-            input_ids=ids,
-            attention_mask=mask,
-            last_hidden_state=out.hidden_states[-1],
-            logits=out.logits,
-            labels=labels,
-            loss=out.loss,
-        ),
-    )
+    head_fixture(model, name, ids, mask, labels=token_labels(mask, model.config.num_labels, seed))
 
 
 def gpt2():
@@ -436,35 +345,16 @@ def gpt2():
         attn_implementation="eager",
     )
 
-    torch.manual_seed(30)
-    lm = GPT2LMHeadModel(GPT2Config(**common))
-    randomize(lm, 30)
+    lm = build(GPT2LMHeadModel, GPT2Config(**common), 30)
     causal_fixture(lm, "gpt2-tiny-lm", ids, mask, labels, prompt)
     causal_lora_fixture(
         lm, "gpt2-tiny-lm-lora", ["c_attn"], {"h.1.attn.c_attn": 2}, ids, mask, prompt, seed=31, fan_in_fan_out=True
     )
 
-    torch.manual_seed(32)
-    seq = GPT2ForSequenceClassification(GPT2Config(num_labels=3, pad_token_id=0, **common))
-    randomize(seq, 32)
-    folder = save_model(seq, "gpt2-tiny-seqcls")
-    seq_labels = torch.tensor([2, 0, 1])
-    out = run_causal(seq, ids, mask, seq_labels)
-    save_reference(
-        folder,
-        dict(
-            input_ids=ids,
-            attention_mask=mask,
-            last_hidden_state=out.hidden_states[-1],
-            logits=out.logits,
-            labels=seq_labels,
-            loss=out.loss,
-        ),
-    )
+    seq = build(GPT2ForSequenceClassification, GPT2Config(num_labels=3, pad_token_id=0, **common), 32)
+    head_fixture(seq, "gpt2-tiny-seqcls", ids, mask, labels=torch.tensor([2, 0, 1]))
 
-    torch.manual_seed(33)
-    tok = GPT2ForTokenClassification(GPT2Config(num_labels=4, **common))
-    randomize(tok, 33)
+    tok = build(GPT2ForTokenClassification, GPT2Config(num_labels=4, **common), 33)
     token_fixture(tok, "gpt2-tiny-tokcls", ids, mask, seed=34)
 
 
@@ -484,11 +374,11 @@ def llama():
     )
 
     # Grouped-query attention (4 query heads share 2 key/value heads), separate LM head.
-    torch.manual_seed(40)
-    gqa = LlamaForCausalLM(
-        LlamaConfig(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, rope_theta=10000.0, **common)
+    gqa = build(
+        LlamaForCausalLM,
+        LlamaConfig(num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False, rope_theta=10000.0, **common),
+        40,
     )
-    randomize(gqa, 40)
     causal_fixture(gqa, "llama-tiny-gqa", ids, mask, labels, prompt)
     causal_lora_fixture(
         gqa,
@@ -503,8 +393,8 @@ def llama():
 
     # Tied embeddings, one key/value head, explicit head_dim, q/k/v/o biases and Llama-3
     # rotary scaling.
-    torch.manual_seed(42)
-    tied = LlamaForCausalLM(
+    tied = build(
+        LlamaForCausalLM,
         LlamaConfig(
             num_attention_heads=2,
             num_key_value_heads=1,
@@ -520,34 +410,23 @@ def llama():
                 original_max_position_embeddings=16,
             ),
             **common,
-        )
+        ),
+        42,
     )
-    randomize(tied, 42)
     causal_fixture(tied, "llama-tiny-tied", ids, mask, labels, prompt)
 
-    torch.manual_seed(43)
-    seq = LlamaForSequenceClassification(
-        LlamaConfig(num_attention_heads=4, num_key_value_heads=2, num_labels=3, pad_token_id=0, **common)
+    seq = build(
+        LlamaForSequenceClassification,
+        LlamaConfig(num_attention_heads=4, num_key_value_heads=2, num_labels=3, pad_token_id=0, **common),
+        43,
     )
-    randomize(seq, 43)
-    folder = save_model(seq, "llama-tiny-seqcls")
-    seq_labels = torch.tensor([1, 2, 0])
-    out = run_causal(seq, ids, mask, seq_labels)
-    save_reference(
-        folder,
-        dict(
-            input_ids=ids,
-            attention_mask=mask,
-            last_hidden_state=out.hidden_states[-1],
-            logits=out.logits,
-            labels=seq_labels,
-            loss=out.loss,
-        ),
-    )
+    head_fixture(seq, "llama-tiny-seqcls", ids, mask, labels=torch.tensor([1, 2, 0]))
 
-    torch.manual_seed(44)
-    tok = LlamaForTokenClassification(LlamaConfig(num_attention_heads=4, num_key_value_heads=2, num_labels=4, **common))
-    randomize(tok, 44)
+    tok = build(
+        LlamaForTokenClassification,
+        LlamaConfig(num_attention_heads=4, num_key_value_heads=2, num_labels=4, **common),
+        44,
+    )
     token_fixture(tok, "llama-tiny-tokcls", ids, mask, seed=45)
 
 
