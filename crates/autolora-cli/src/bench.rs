@@ -80,22 +80,9 @@ impl Shape {
     /// The model's `config.json`, as published with it.
     fn config(self) -> serde_json::Value {
         match self {
-            Shape::Minilm => serde_json::json!({
-                "model_type": "bert",
-                "hidden_size": 384,
-                "num_hidden_layers": 6,
-                "num_attention_heads": 12,
-                "intermediate_size": 1536,
-                "vocab_size": 30522,
-                "max_position_embeddings": 512,
-                "type_vocab_size": 2,
-                "hidden_act": "gelu",
-                "layer_norm_eps": 1e-12,
-                "hidden_dropout_prob": 0.1,
-                "attention_probs_dropout_prob": 0.1,
-                "pad_token_id": 0,
-                "initializer_range": 0.02
-            }),
+            // The same config.json the MiniLM asset writes for the real model.
+            Shape::Minilm => serde_json::from_str(autolora_data::assets::MINILM_BERT_CONFIG)
+                .expect("the MiniLM config constant is valid JSON"),
             Shape::RobertaBase => serde_json::json!({
                 "model_type": "roberta",
                 "hidden_size": 768,
