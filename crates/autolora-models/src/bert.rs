@@ -428,7 +428,10 @@ impl BertModel {
             + e.token_type.forward(&token_types, "token_type_ids")?;
         let p_hidden = self.config.hidden_dropout_prob;
         let mut x = dropout(&e.norm.forward(&x), p_hidden, train);
-        let mask = padding_mask_bias(input.attention_mask, self.kind);
+        // As transformers does with SDPA: no mask bias when every token is real (an add per
+        // layer saved, and the attention kernel may take its unmasked path).
+        let mask = (input.attention_mask.f_all()?.int64_value(&[]) == 0)
+            .then(|| padding_mask_bias(input.attention_mask, self.kind));
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.hidden_size / heads;
         let split = |t: Tensor| t.view([b, s, heads, head_dim]).transpose(1, 2);
@@ -440,7 +443,7 @@ impl BertModel {
                 &q,
                 &k,
                 &v,
-                Some(&mask),
+                mask.as_ref(),
                 self.config.attention_probs_dropout_prob,
                 train,
                 self.attention,
