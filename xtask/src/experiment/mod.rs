@@ -38,6 +38,9 @@ pub struct Plan {
     pub random_allocation: bool,
     /// Where the run directories and `results.jsonl` go (relative to the repository).
     pub out_dir: PathBuf,
+    /// The markdown file whose generated block holds the report (relative to the repository);
+    /// the figures go beside it.
+    pub report: PathBuf,
     /// The tasks, in the order they run for each seed.
     #[serde(rename = "task")]
     pub tasks: Vec<TaskPlan>,
@@ -161,12 +164,26 @@ pub fn run(plan_path: &Path, cli: &Path, only: &[String]) -> Result<()> {
         .filter(|u| only.is_empty() || only.contains(&u.task.name))
         .collect();
     let commit = records::commit(&root);
+    let started = Instant::now();
+    let mut finished_here = 0u32;
     for (index, unit) in units.iter().enumerate() {
         if log.find(unit).is_some() {
             continue;
         }
+        let left = units[index..]
+            .iter()
+            .filter(|u| log.find(u).is_none())
+            .count() as u32;
+        // The estimate averages this driver's runs so far (searches and trainings alike).
+        let eta = match finished_here {
+            0 => String::new(),
+            n => format!(
+                ", about {:.0} min left",
+                (started.elapsed() / n * left).as_secs_f64() / 60.0
+            ),
+        };
         println!(
-            "\n[{}/{}] {} seed {} {}",
+            "\n[{}/{}] {} seed {} {}{eta}",
             index + 1,
             units.len(),
             unit.task.name,
@@ -175,6 +192,7 @@ pub fn run(plan_path: &Path, cli: &Path, only: &[String]) -> Result<()> {
         );
         let record = run_unit(&root, &plan, &binary, unit, &log, &commit)?;
         log.append(&log_path, record)?;
+        finished_here += 1;
     }
     println!(
         "\nall {} runs recorded in {}",

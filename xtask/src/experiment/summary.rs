@@ -2,7 +2,7 @@
 //! deviation), AutoLoRA's paired differences with confidence intervals, how far the selection
 //! weights moved, how much the ranks agree across seeds, a figure of the score against the
 //! trainable parameters and the rank heatmaps. Written into the generated block of
-//! `docs/results.md`, figures beside it.
+//! the plan's report file (`docs/results.md`), figures beside it.
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -19,9 +19,13 @@ const MARKERS: Markers = Markers {
     title: "# Results",
 };
 
-/// Writes `docs/results.md`'s generated block and the figures.
+/// Writes the report's generated block and the figures beside it.
 pub fn write(root: &Path, plan: &Plan, log: &Log) -> Result<()> {
-    let docs = root.join("docs");
+    let report_path = root.join(&plan.report);
+    let docs = report_path
+        .parent()
+        .context("the report path has no folder")?
+        .to_path_buf();
     let mut md = String::new();
     let machine = report::machine(0);
     let mut commits: Vec<&str> = log.records.iter().map(|r| r.commit.as_str()).collect();
@@ -44,9 +48,9 @@ pub fn write(root: &Path, plan: &Plan, log: &Log) -> Result<()> {
         machine.nproc,
     );
     for task in &plan.tasks {
-        task_section(&mut md, root, plan, task, log)?;
+        task_section(&mut md, root, &docs, plan, task, log)?;
     }
-    report::write_generated(&docs.join("results.md"), &MARKERS, md.trim_end())
+    report::write_generated(&report_path, &MARKERS, md.trim_end())
 }
 
 /// The methods in report order, with their display names.
@@ -69,6 +73,7 @@ fn methods(plan: &Plan) -> Vec<(Arm, String)> {
 fn task_section(
     md: &mut String,
     root: &Path,
+    docs: &Path,
     plan: &Plan,
     task: &TaskPlan,
     log: &Log,
@@ -147,7 +152,7 @@ fn task_section(
 
     let figure = format!("experiment-{}.svg", task.name);
     plot::draw(
-        &root.join("docs").join(&figure),
+        &docs.join(&figure),
         &format!("{}: test score against trainable parameters", task.title),
         &format!("test {metric}"),
         &points,
@@ -158,7 +163,7 @@ fn task_section(
     );
 
     selection_weights(md, &searches);
-    rank_agreement(md, root, plan, task, log, &searches)?;
+    rank_agreement(md, root, docs, plan, task, log, &searches)?;
     Ok(())
 }
 
@@ -241,6 +246,7 @@ fn selection_weights(md: &mut String, searches: &[&Record]) {
 fn rank_agreement(
     md: &mut String,
     root: &Path,
+    docs: &Path,
     plan: &Plan,
     task: &TaskPlan,
     log: &Log,
@@ -310,7 +316,7 @@ fn rank_agreement(
             .join("search/ranks.svg");
         let name = format!("experiment-{}-ranks-seed{}.svg", task.name, search.seed);
         if source.exists() {
-            std::fs::copy(&source, root.join("docs").join(&name))
+            std::fs::copy(&source, docs.join(&name))
                 .with_context(|| format!("copying {}", source.display()))?;
             links.push(format!("[seed {}]({name})", search.seed));
         }
