@@ -478,10 +478,12 @@ fn render(
         machine.threads,
         machine.load_at_start,
         max_load,
-        if max_load > machine.nproc as f64 * 0.75 {
-            " (other processes were running: every time below is inflated by them, on both sides)"
+        // A measurement's own threads make a load of about `threads`; more means company.
+        if max_load > machine.threads as f64 + 0.5 {
+            " (more than the measurement's own threads: other processes were running, and every \
+             time below is inflated by them, on both sides)"
         } else {
-            ""
+            " (about the measurement's own threads: no other busy process)"
         },
         if quick {
             " Quick run: main point only, 2 timed steps."
