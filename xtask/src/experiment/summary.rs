@@ -163,7 +163,8 @@ fn task_section(
     );
 
     selection_weights(md, &searches);
-    rank_agreement(md, root, docs, plan, task, log, &searches)?;
+    rank_agreement(md, task, log, &searches);
+    heatmaps(md, (root, docs), plan, task, &searches)?;
     Ok(())
 }
 
@@ -243,15 +244,7 @@ fn selection_weights(md: &mut String, searches: &[&Record]) {
     let _ = writeln!(md);
 }
 
-fn rank_agreement(
-    md: &mut String,
-    root: &Path,
-    docs: &Path,
-    plan: &Plan,
-    task: &TaskPlan,
-    log: &Log,
-    searches: &[&Record],
-) -> Result<()> {
+fn rank_agreement(md: &mut String, task: &TaskPlan, log: &Log, searches: &[&Record]) {
     let _ = writeln!(md, "Searched ranks per module and seed:\n");
     let mut header = "| module |".to_string();
     let mut rule = "|---|".to_string();
@@ -305,15 +298,22 @@ fn rank_agreement(
         );
     }
     let _ = writeln!(md);
+}
 
-    // The heatmaps `autolora search` drew, copied beside the report.
+/// Copies the heatmaps `autolora search` drew beside the report and links them.
+fn heatmaps(
+    md: &mut String,
+    (root, docs): (&Path, &Path),
+    plan: &Plan,
+    task: &TaskPlan,
+    searches: &[&Record],
+) -> Result<()> {
     let mut links = Vec::new();
     for search in searches {
-        let source = root
-            .join(&plan.out_dir)
-            .join(&task.name)
-            .join(format!("seed-{}", search.seed))
-            .join("search/ranks.svg");
+        let source = plan
+            .seed_dir(root, task, search.seed)
+            .join(Arm::Search.label())
+            .join("ranks.svg");
         let name = format!("experiment-{}-ranks-seed{}.svg", task.name, search.seed);
         if source.exists() {
             std::fs::copy(&source, docs.join(&name))
