@@ -30,7 +30,7 @@ pub fn load(model_dir: &Path) -> Result<Tokenizer> {
     let mut tokenizer = match autolora_models::tokenizer_path(model_dir) {
         Some(path) => Tokenizer::from_file(&path)
             .map_err(|e| anyhow!("reading the tokenizer {}: {e}", path.display()))?,
-        None => match gguf_file(model_dir) {
+        None => match autolora_models::gguf_file(model_dir) {
             Some(path) => {
                 let file = GgufFile::open(&path)?;
                 tokenizer_from_gguf(&file)?
@@ -43,24 +43,6 @@ pub fn load(model_dir: &Path) -> Result<Tokenizer> {
         .with_truncation(None)
         .map_err(|e| anyhow!("switching truncation off: {e}"))?;
     Ok(tokenizer)
-}
-
-/// The GGUF file `path` names, by the rule the model loader follows: the path itself if it
-/// is a `.gguf` file, else the only `.gguf` file of a folder without `config.json`.
-fn gguf_file(path: &Path) -> Option<PathBuf> {
-    let is_gguf = |p: &Path| p.is_file() && p.extension().is_some_and(|e| e == "gguf");
-    if is_gguf(path) {
-        return Some(path.to_path_buf());
-    }
-    if !path.is_dir() || path.join("config.json").exists() {
-        return None;
-    }
-    let mut found = std::fs::read_dir(path)
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| is_gguf(p));
-    let first = found.next()?;
-    found.next().is_none().then_some(first)
 }
 
 fn find(dir: &Path, names: &[&str]) -> Option<PathBuf> {
@@ -111,7 +93,7 @@ pub fn eos_ids(model_dir: &Path, tokenizer: &Tokenizer) -> Result<Vec<i64>> {
             return Ok(ids);
         }
     }
-    if let Some(path) = gguf_file(model_dir) {
+    if let Some(path) = autolora_models::gguf_file(model_dir) {
         let file = GgufFile::open(&path)?;
         if let Ok(id) = file.require_int("tokenizer.ggml.eos_token_id") {
             return Ok(vec![id]);

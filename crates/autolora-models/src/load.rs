@@ -95,8 +95,9 @@ pub fn load_model(dir: &Path, task: Task, options: &LoadOptions) -> Result<Box<d
 }
 
 /// The GGUF file `path` names: the path itself if it is a `.gguf` file, else the only `.gguf`
-/// file of a directory that has no `config.json`.
-fn gguf_file(path: &Path) -> Option<PathBuf> {
+/// file of a directory that has no `config.json` (the rule [`load_model`] follows; `None`
+/// for a Hugging Face folder).
+pub fn gguf_file(path: &Path) -> Option<PathBuf> {
     let is_gguf = |p: &Path| p.is_file() && p.extension().is_some_and(|e| e == "gguf");
     if is_gguf(path) {
         return Some(path.to_path_buf());
