@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
-use crate::provision;
+use crate::{provision, report};
 
 /// The folder that travels (ignored by git, named in the device call's `carry`).
 pub const CARRY_DIR: &str = ".gpu-carry";
@@ -95,8 +95,8 @@ pub fn pack(release: bool) -> Result<()> {
         files.push(PathBuf::from(script));
     }
     let manifest = json!({
-        "commit": git(&root, &["rev-parse", "HEAD"])?,
-        "dirty": !git(&root, &["status", "--porcelain", "--untracked-files=no"])?.is_empty(),
+        "commit": report::git(&root, &["rev-parse", "HEAD"])?,
+        "dirty": report::has_local_edits(&root)?,
         "profile": profile,
         "features": "cuda",
         "torch_version": torch_version(&libtorch)?,
@@ -145,7 +145,7 @@ fn cargo_artifacts(
     args: &[&str],
     release: bool,
 ) -> Result<Vec<(String, String, PathBuf)>> {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = Command::new(crate::cargo());
     cmd.current_dir(root)
         .args(args)
         .arg("--message-format=json-render-diagnostics")
@@ -242,7 +242,7 @@ fn torch_version(libtorch: &Path) -> Result<String> {
 
 /// Bytes of what travels besides the carry: tracked files and untracked ones git does not ignore.
 fn working_tree_bytes(root: &Path) -> Result<u64> {
-    let listing = git(
+    let listing = report::git(
         root,
         &[
             "ls-files",
@@ -260,22 +260,6 @@ fn working_tree_bytes(root: &Path) -> Result<u64> {
         }
     }
     Ok(total)
-}
-
-fn git(root: &Path, args: &[&str]) -> Result<String> {
-    let output = Command::new("git")
-        .current_dir(root)
-        .args(args)
-        .output()
-        .with_context(|| format!("starting git {}", args.join(" ")))?;
-    if !output.status.success() {
-        bail!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
 }
 
 fn mib(bytes: u64) -> f64 {

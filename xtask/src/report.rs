@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// The machine a report was measured on.
 #[derive(serde::Serialize)]
@@ -59,6 +59,28 @@ pub fn load_average() -> f64 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(f64::NAN)
+}
+
+/// Runs git in `root` and returns its trimmed standard output.
+pub fn git(root: &Path, args: &[&str]) -> Result<String> {
+    let output = Command::new("git")
+        .current_dir(root)
+        .args(args)
+        .output()
+        .with_context(|| format!("starting git {}", args.join(" ")))?;
+    if !output.status.success() {
+        bail!(
+            "git {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+/// Whether tracked files in `root` differ from HEAD (untracked files do not count).
+pub fn has_local_edits(root: &Path) -> Result<bool> {
+    Ok(!git(root, &["status", "--porcelain", "--untracked-files=no"])?.is_empty())
 }
 
 /// The lines around a generated block, and the title a new file starts with.

@@ -233,10 +233,11 @@ fn run_unit(
         .arg("--out")
         .arg(&dir)
         .args(["--set", &format!("run.seed={}", unit.seed)]);
-    let ranks = match unit.arm {
-        Arm::Search => None,
-        Arm::AutoLora => Some(toml_path(&search_ranks)),
-        Arm::Fixed(r) => Some(r.to_string()),
+    // What `train` gets as `train.ranks`, and the ranks file (if any) its record lists.
+    let (ranks, ranks_file) = match unit.arm {
+        Arm::Search => (None, None),
+        Arm::AutoLora => (Some(toml_path(&search_ranks)), Some(search_ranks.clone())),
+        Arm::Fixed(r) => (Some(r.to_string()), None),
         Arm::Random => {
             let searched = log
                 .find(&Unit {
@@ -246,7 +247,7 @@ fn run_unit(
                 .context("the random allocation needs the search's ranks")?;
             let path = seed_dir.join("random-ranks.json");
             allocation::write_random(&search_ranks, &path, unit, searched)?;
-            Some(toml_path(&path))
+            (Some(toml_path(&path)), Some(path))
         }
     };
     if let Some(ranks) = ranks {
@@ -259,24 +260,16 @@ fn run_unit(
     let started = Instant::now();
     provision::run(&mut cmd)?;
     let wall_seconds = started.elapsed().as_secs_f64();
-    let record = match unit.arm {
-        Arm::Search => Record::search(unit, &dir.join("ranks.json"), wall_seconds, commit)?,
-        _ => {
-            let ranks_file = match unit.arm {
-                Arm::AutoLora => Some(search_ranks),
-                Arm::Random => Some(seed_dir.join("random-ranks.json")),
-                _ => None,
-            };
-            Record::train(
-                unit,
-                &dir.join("result.json"),
-                ranks_file.as_deref(),
-                wall_seconds,
-                commit,
-            )?
-        }
-    };
-    Ok(record)
+    match unit.arm {
+        Arm::Search => Record::search(unit, &dir.join("ranks.json"), wall_seconds, commit),
+        _ => Record::train(
+            unit,
+            &dir.join("result.json"),
+            ranks_file.as_deref(),
+            wall_seconds,
+            commit,
+        ),
+    }
 }
 
 /// A path as a TOML string (the `--set` value syntax).

@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Unit;
+use crate::report;
 
 /// The log's file name inside the plan's `out_dir`.
 pub const LOG: &str = "results.jsonl";
@@ -203,22 +203,13 @@ impl Log {
     }
 }
 
-/// The source tree's commit, marked `-dirty` when it has local edits.
+/// The source tree's commit, marked `-dirty` when it has local edits (empty outside a git
+/// checkout: the record then names no commit).
 pub fn commit(root: &Path) -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .current_dir(root)
-            .args(args)
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    };
-    let head = git(&["rev-parse", "--short", "HEAD"]);
-    if git(&["status", "--porcelain", "--untracked-files=no"]).is_empty() {
-        head
-    } else {
-        format!("{head}-dirty")
+    let head = report::git(root, &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
+    match report::has_local_edits(root) {
+        Ok(true) => format!("{head}-dirty"),
+        _ => head,
     }
 }
 
