@@ -1,5 +1,5 @@
-//! What the generated reports share: a description of the machine, and replacing the
-//! generated block of a hand-written markdown file.
+//! What the generated reports share: a description of the machine, the source tree's state
+//! (git), and replacing the generated block of a hand-written markdown file.
 
 use std::path::Path;
 use std::process::Command;
