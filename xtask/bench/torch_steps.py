@@ -135,7 +135,8 @@ class PlainStep:
         )
         self.model = get_peft_model(model, config)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=5e-4, weight_decay=0.01)
+        # `autolora train` defaults: AdamW, lr 5e-4, no weight decay.
+        self.optimizer = torch.optim.AdamW(self.params, lr=5e-4, weight_decay=0.0)
 
     def __call__(self, train, _val):
         self.optimizer.zero_grad(set_to_none=True)

@@ -1,7 +1,8 @@
 //! Batches as tensors, and the step-indexed order in which loops visit them.
 //!
 //! A loop asks for "the batch of step s" instead of iterating: the epoch is `s / n`, and the
-//! order of each epoch is a permutation drawn from a generator seeded with (run seed, epoch).
+//! order of each epoch is a permutation drawn from a generator seeded with (run seed, epoch,
+//! the split's stream).
 //! So the batch of any step is known without replaying the steps before it, which is what
 //! lets `--resume` continue exactly where an interrupted run stopped.
 
@@ -37,7 +38,6 @@ impl DeviceBatch {
             Labels::Tokens(l) => ids(l)?,
             Labels::Classes(l) => Tensor::f_from_slice(l)?.to(device),
             Labels::Scores(l) => Tensor::f_from_slice(l)?.to_kind(Kind::Float).to(device),
-            Labels::None => Tensor::zeros([shape[0]], (Kind::Int64, device)),
         };
         Ok(DeviceBatch {
             input_ids: ids(&batch.input_ids)?,
@@ -75,20 +75,35 @@ impl DeviceBatch {
 pub struct StepBatches {
     batches: Vec<DeviceBatch>,
     seed: u64,
+    stream: u64,
 }
 
 impl StepBatches {
-    /// Wraps prepared batches; `seed` decides the visiting order.
-    pub fn new(batches: Vec<DeviceBatch>, seed: u64) -> Result<Self> {
+    /// Wraps prepared batches; the run seed and the split's seed stream decide the visiting
+    /// order.
+    pub fn new(batches: Vec<DeviceBatch>, seed: u64, stream: u64) -> Result<Self> {
         anyhow::ensure!(!batches.is_empty(), "no batches: the split is empty");
-        Ok(StepBatches { batches, seed })
+        Ok(StepBatches {
+            batches,
+            seed,
+            stream,
+        })
+    }
+
+    /// Every batch, in preparation order.
+    #[cfg(test)]
+    pub fn all(&self) -> &[DeviceBatch] {
+        &self.batches
     }
 
     /// The batch that step `step` uses.
     pub fn at(&self, step: u64) -> &DeviceBatch {
         let n = self.batches.len() as u64;
         let (epoch, index) = (step / n, step % n);
-        let order = permutation(self.batches.len(), derive_seed(self.seed, epoch));
+        let order = permutation(
+            self.batches.len(),
+            derive_seed(self.seed, epoch, self.stream),
+        );
         &self.batches[order[index as usize]]
     }
 }

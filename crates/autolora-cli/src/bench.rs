@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use autolora_core::bilevel::{BilevelSearch, FiniteDifferenceForm, Hypergradient, SearchConfig};
-use autolora_core::optim::{OptimConfig, Optimizer};
-use autolora_core::{Gate, LoraConfig, NamedParam, Param};
+use autolora_core::bilevel::{BilevelSearch, FiniteDifferenceForm, Hypergradient};
+use autolora_core::optim::Optimizer;
+use autolora_core::{Gate, LoraConfig};
 use autolora_models::bert::BertConfig;
 use autolora_models::encoder::EncoderModel;
 use autolora_models::{
@@ -481,7 +481,8 @@ fn random_batch(low: i64, vocab: i64, args: &BenchArgs, device: Device) -> Devic
 
 /// The state one kind of step needs.
 enum Stepper {
-    Plain(Optimizer),
+    /// The optimizer and the run seed of the dropout masks.
+    Plain(Optimizer, u64),
     Search(Box<BilevelSearch>),
 }
 
@@ -494,41 +495,33 @@ impl Stepper {
             alpha: 16.0,
             dropout: 0.1,
         };
+        // The optimizers and engine of `autolora train` and `search` with their default
+        // settings, so the bench times what a run does.
+        let run = crate::config::RunConfig::default();
         if args.mode == BenchMode::Plain {
             model.inject_lora(&targets, &lora, None)?;
-            let optimizer = Optimizer::new(
-                slots(&model.trainable_params()),
-                OptimConfig::adamw(5e-4, 0.01),
-            )?;
-            return Ok(Stepper::Plain(optimizer));
+            let optimizer = crate::train::optimizer(&run.train, &model.trainable_params())?;
+            return Ok(Stepper::Plain(optimizer, args.seed));
         }
         model.inject_lora(&targets, &lora, Some(Gate::Softmax))?;
-        let inner = Optimizer::new(
-            slots(&model.trainable_params()),
-            OptimConfig::search_inner(),
-        )?;
-        let outer = Optimizer::new(
-            slots(&model.selection_params()),
-            OptimConfig {
-                lr: 1e-2,
-                ..OptimConfig::search_outer()
-            },
-        )?;
         let hypergradient = match args.mode {
             BenchMode::Fo => Hypergradient::FirstOrder,
             BenchMode::Exact => Hypergradient::Exact,
             _ => Hypergradient::FiniteDifference,
         };
-        let config = SearchConfig {
+        let search = crate::config::SearchConfig {
             hypergradient,
             fd_form: FiniteDifferenceForm::Implicit,
             rollback: args.mode != BenchMode::FdNorollback,
-            seed: args.seed,
-            ..SearchConfig::default()
+            ..run.search
         };
-        Ok(Stepper::Search(Box::new(BilevelSearch::new(
-            inner, outer, config,
-        )?)))
+        let engine = crate::search::engine(
+            &search,
+            args.seed,
+            &model.trainable_params(),
+            &model.selection_params(),
+        )?;
+        Ok(Stepper::Search(Box::new(engine)))
     }
 
     /// One step; returns the training loss.
@@ -540,9 +533,13 @@ impl Stepper {
         index: u64,
     ) -> Result<f64> {
         match self {
-            Stepper::Plain(optimizer) => {
+            Stepper::Plain(optimizer, seed) => {
                 // As `autolora train` does: a reproducible dropout mask per step.
-                tch::manual_seed(autolora_core::bilevel::derive_seed(0, index, 7));
+                tch::manual_seed(autolora_core::bilevel::derive_seed(
+                    *seed,
+                    index,
+                    autolora_data::rng::stream::TRAIN_DROPOUT,
+                ));
                 let loss = train.loss(model, true)?;
                 let value = loss.double_value(&[]);
                 optimizer.minimize(&loss)?;
@@ -554,10 +551,6 @@ impl Stepper {
             }
         }
     }
-}
-
-fn slots(params: &[NamedParam]) -> Vec<Param> {
-    params.iter().map(|p| p.param.clone()).collect()
 }
 
 fn median(values: &[f64]) -> f64 {

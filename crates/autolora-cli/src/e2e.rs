@@ -27,7 +27,7 @@ use tokenizers::Tokenizer;
 
 use crate::config::RunConfig;
 use crate::progress::Progress;
-use crate::task::{EvalSet, TaskData, TaskSpec};
+use crate::task::{EvalSet, Role, TaskData, TaskSpec};
 
 /// Test-file names tried, in order: the official release's test set with references, then a
 /// `testset.csv` (used only if it has a `ref` column).
@@ -63,16 +63,23 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
     };
 
     let train = read_e2e(&dir.join("trainset.csv"))?;
-    let mut pairs: Vec<(&str, &str, usize)> = train
+    // One training example per (MR, reference) pair, grouped by MR: the search's validation
+    // set takes whole MRs, so its inputs are never seen in its training part.
+    let mut pairs: Vec<Pair> = train
         .instances
         .iter()
-        .flat_map(|i| {
-            i.references
-                .iter()
-                .map(move |r| (i.input.as_str(), r.as_str(), i.line))
+        .enumerate()
+        .flat_map(|(group, i)| {
+            i.references.iter().map(move |r| Pair {
+                input: i.input.as_str(),
+                reference: r.as_str(),
+                line: i.line,
+                group,
+            })
         })
         .collect();
-    crate::task::limit(&mut pairs, config.task.train_limit, config.run.seed);
+    crate::task::limit(&mut pairs, Role::Train, config);
+    let groups: Vec<usize> = pairs.iter().map(|p| p.group).collect();
     let train_set = encoder.encode_pairs(&train.path, &pairs)?;
     if train_set.truncated > 0 {
         eprintln!(
@@ -121,15 +128,11 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
             );
             continue;
         }
-        crate::task::limit(
-            &mut split.instances,
-            config.task.eval_limit,
-            config.run.seed,
-        );
+        crate::task::limit(&mut split.instances, Role::Eval, config);
         evals.push(EvalSet {
             name: name.to_string(),
             batches: Vec::new(),
-            truncated_words: 0,
+            cut_tags: Vec::new(),
             generation: Some(GenerationSet {
                 prompts: encoder.prompts(&split)?,
                 references: split
@@ -150,10 +153,22 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
         device,
         TaskSpec::Generation,
         train_set,
+        Some(&groups),
         Vec::new(),
     )?;
     data.evals = evals;
     Ok(data)
+}
+
+/// One (MR, reference) training pair.
+#[derive(Debug, Clone, Copy)]
+struct Pair<'a> {
+    input: &'a str,
+    reference: &'a str,
+    /// Line of the MR's first row in the file.
+    line: usize,
+    /// Index of the MR in the file (pairs of one MR share it).
+    group: usize,
 }
 
 /// Tokenizes prompts and (prompt, reference) training pairs.
@@ -190,10 +205,16 @@ impl PairEncoder<'_> {
 
     /// `prompt + " " + reference + EOS`, labels -100 on the prompt; cut to the maximum length
     /// (counted as truncated). A prompt that leaves no room for the reference is an error.
-    fn encode_pairs(&self, path: &Path, pairs: &[(&str, &str, usize)]) -> Result<EncodedSet> {
+    fn encode_pairs(&self, path: &Path, pairs: &[Pair]) -> Result<EncodedSet> {
         let mut examples = Vec::with_capacity(pairs.len());
         let mut truncated = 0;
-        for &(input, reference, line) in pairs {
+        for &Pair {
+            input,
+            reference,
+            line,
+            ..
+        } in pairs
+        {
             let prompt = self.prompt(input)?;
             let mut completion = self.ids(&format!(" {reference}"), false)?;
             completion.push(self.separator);
@@ -222,6 +243,7 @@ impl PairEncoder<'_> {
                 token_type_ids: vec![0; labels.len()],
                 target: Target::Tokens(labels),
                 truncated: cut,
+                cut_tags: Vec::new(),
             });
         }
         Ok(EncodedSet {
@@ -285,9 +307,61 @@ pub fn score(model: &dyn Model, name: &str, set: &GenerationSet) -> Result<BTree
 mod tests {
     use super::*;
 
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
     fn fixture_tokenizer() -> Result<Tokenizer> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gpt2");
-        crate::lm_tokenizer::load(&dir)
+        crate::lm_tokenizer::load(&fixtures().join("tiny-gpt2"))
+    }
+
+    fn pair<'a>(input: &'a str, reference: &'a str) -> Pair<'a> {
+        Pair {
+            input,
+            reference,
+            line: 2,
+            group: 0,
+        }
+    }
+
+    /// The prompt tokens (label -100, not padding) of every row of `batches`.
+    fn prompts(batches: &crate::batches::StepBatches) -> Result<Vec<Vec<i64>>> {
+        let mut out = Vec::new();
+        for b in batches.all() {
+            let ids = Vec::<Vec<i64>>::try_from(&b.input_ids)?;
+            let labels = Vec::<Vec<i64>>::try_from(&b.labels)?;
+            let mask = Vec::<Vec<i64>>::try_from(&b.attention_mask)?;
+            for ((ids, labels), mask) in ids.iter().zip(&labels).zip(&mask) {
+                out.push(
+                    (0..ids.len())
+                        .filter(|&t| labels[t] == IGNORE_INDEX && mask[t] == 1)
+                        .map(|t| ids[t])
+                        .collect(),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn search_validation_holds_out_whole_meaning_representations() -> Result<()> {
+        let mut config = RunConfig::default();
+        config.task.data_dir = Some(fixtures().join("e2e"));
+        config.search.batch_size = 4;
+        config.generate.meteor = false;
+        for seed in 0..4 {
+            config.run.seed = seed;
+            let data = load(&config, &fixtures().join("tiny-gpt2"), Device::Cpu)?;
+            let train: std::collections::HashSet<Vec<i64>> =
+                prompts(&data.search_train)?.into_iter().collect();
+            let val = prompts(&data.search_val)?;
+            assert!(!val.is_empty());
+            assert!(
+                val.iter().all(|p| !train.contains(p)),
+                "seed {seed}: an MR of the search's validation set is also in its training part"
+            );
+        }
+        Ok(())
     }
 
     #[test]
@@ -300,7 +374,7 @@ mod tests {
         };
         let input = "name : Blue Finch | eatType : pub";
         let reference = "Blue Finch is a pub.";
-        let set = encoder.encode_pairs(Path::new("x.csv"), &[(input, reference, 2)])?;
+        let set = encoder.encode_pairs(Path::new("x.csv"), &[pair(input, reference)])?;
         let example = &set.examples[0];
         let prompt = encoder.prompt(input)?;
         assert_eq!(
@@ -328,7 +402,7 @@ mod tests {
             max_length: prompt.len() + 2,
             ..encoder
         };
-        let set = short.encode_pairs(Path::new("x.csv"), &[(input, reference, 2)])?;
+        let set = short.encode_pairs(Path::new("x.csv"), &[pair(input, reference)])?;
         assert_eq!(
             (set.truncated, set.examples[0].len()),
             (1, prompt.len() + 2)
@@ -338,7 +412,7 @@ mod tests {
             ..encoder
         };
         let err = tight
-            .encode_pairs(Path::new("x.csv"), &[(input, reference, 2)])
+            .encode_pairs(Path::new("x.csv"), &[pair(input, reference)])
             .unwrap_err()
             .to_string();
         assert!(

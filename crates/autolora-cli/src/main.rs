@@ -26,7 +26,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use config::{RankSource, RunConfig};
-use session::Session;
+use session::{Intent, Session};
 
 #[derive(Parser)]
 #[command(
@@ -84,9 +84,14 @@ struct RunArgs {
     /// Override a setting, e.g. `--set search.steps=100` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
-    /// Continue an interrupted run from its last checkpoint.
+    /// Continue an interrupted run from its last checkpoint (with the settings it was started
+    /// with).
     #[arg(long)]
     resume: bool,
+    /// With --resume: accept a changed setting, e.g. `--set train.lr=1e-4 --accept-change
+    /// train.lr` after a non-finite loss (repeatable; recorded in the run's resumes.jsonl).
+    #[arg(long = "accept-change", value_name = "KEY", requires = "resume")]
+    accept_change: Vec<String>,
     /// Device: cpu, cuda or auto (overrides run.device).
     #[arg(long)]
     device: Option<String>,
@@ -99,6 +104,24 @@ struct RunArgs {
 }
 
 impl RunArgs {
+    /// The session of a command that writes results (`search`, `train`, `run`).
+    fn open(&self) -> Result<Session> {
+        let intent = if self.resume {
+            Intent::Resume {
+                accepted: self.accept_change.clone(),
+            }
+        } else {
+            Intent::Start
+        };
+        Session::open(self.resolve()?, &intent)
+    }
+
+    /// The session of a command that reads a run directory (`eval`, `export`).
+    fn open_run(&self) -> Result<Session> {
+        let explicit = self.config.is_some() || !self.overrides.is_empty();
+        Session::open(self.resolve()?, &Intent::Read { explicit })
+    }
+
     fn resolve(&self) -> Result<RunConfig> {
         let mut config = match &self.config {
             Some(path) => RunConfig::load(path)?,
@@ -141,14 +164,14 @@ fn main() {
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Search(args) => {
-            let session = Session::open(args.resolve()?)?;
+            let session = args.open()?;
             let outcome = search::run(&session, args.resume)?;
             println!("{}", outcome.ranks.table());
             println!("ranks written to {}", outcome.path.display());
             Ok(())
         }
         Command::Train(args) => {
-            let session = Session::open(args.resolve()?)?;
+            let session = args.open()?;
             let plan = match &session.config.train.ranks {
                 RankSource::Uniform(r) => train::uniform_plan(&session, *r)?,
                 RankSource::File(path) => train::plan_from_file(path)?,
@@ -164,13 +187,13 @@ fn dispatch(command: Command) -> Result<()> {
             )
         }
         Command::Eval(args) => {
-            let session = Session::open(args.resolve()?)?;
+            let session = args.open_run()?;
             let scores = run::evaluate_saved(&session)?;
             println!("{}", serde_json::to_string_pretty(&scores)?);
             Ok(())
         }
         Command::Run(args) => {
-            let session = Session::open(args.resolve()?)?;
+            let session = args.open()?;
             run::run(&session, args.resume)
         }
         Command::Export {
@@ -178,7 +201,7 @@ fn dispatch(command: Command) -> Result<()> {
             adapter,
             merged,
         } => {
-            let session = Session::open(run.resolve()?)?;
+            let session = run.open_run()?;
             export::run(&session, &adapter, merged.as_deref())
         }
         Command::Bench(args) => bench::run(&args),

@@ -10,6 +10,7 @@ use autolora_core::{LoraConfig, NamedParam, Param};
 use autolora_models::{AttentionImpl, Model};
 
 use crate::checkpoint::Checkpoint;
+use crate::config::SearchConfig;
 use crate::progress::Progress;
 use crate::ranks::RanksFile;
 use crate::session::Session;
@@ -49,34 +50,7 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
 
     let weights = model.trainable_params();
     let selection = model.selection_params();
-    let inner = Optimizer::new(
-        slots(&weights),
-        OptimConfig {
-            kind: config.search.inner_optimizer,
-            lr: config.search.inner_lr,
-            ..OptimConfig::search_inner()
-        },
-    )?;
-    let (beta1, beta2) = config.search.outer_betas;
-    let outer = Optimizer::new(
-        slots(&selection),
-        OptimConfig {
-            lr: config.search.outer_lr,
-            ..OptimConfig::search_outer()
-        }
-        .with_betas(beta1, beta2),
-    )?;
-    let mut engine = BilevelSearch::new(
-        inner,
-        outer,
-        EngineConfig {
-            hypergradient: config.search.hypergradient,
-            fd_form: config.search.fd_form,
-            rollback: config.search.rollback,
-            seed: config.run.seed,
-            ..EngineConfig::default()
-        },
-    )?;
+    let mut engine = engine(&config.search, config.run.seed, &weights, &selection)?;
 
     let checkpoint_path = session.out_dir.join(CHECKPOINT);
     let metrics_path = session.out_dir.join(METRICS);
@@ -109,7 +83,10 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
             )
             .with_context(|| {
                 format!(
-                    "search step {step} failed; the last good checkpoint is {} (rerun with --resume)",
+                    "search step {step} failed; the last good checkpoint is {}. Every step is a \
+                     function of (seed, step), so resuming unchanged repeats this; resume with a \
+                     smaller learning rate, e.g. `--resume --set search.outer_lr=... \
+                     --accept-change search.outer_lr` (or search.inner_lr)",
                     checkpoint_path.display()
                 )
             })?;
@@ -143,6 +120,46 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
     Ok(SearchOutcome { ranks, path, model })
 }
 
-fn slots(params: &[NamedParam]) -> Vec<Param> {
+/// The search engine with the run file's settings over `weights` (LoRA factors and head,
+/// inner problem) and `selection` (selection logits, outer problem); `autolora bench` times
+/// the same engine.
+pub fn engine(
+    search: &SearchConfig,
+    seed: u64,
+    weights: &[NamedParam],
+    selection: &[NamedParam],
+) -> Result<BilevelSearch> {
+    let inner = Optimizer::new(
+        slots(weights),
+        OptimConfig {
+            kind: search.inner_optimizer,
+            lr: search.inner_lr,
+            ..OptimConfig::search_inner()
+        },
+    )?;
+    let (beta1, beta2) = search.outer_betas;
+    let outer = Optimizer::new(
+        slots(selection),
+        OptimConfig {
+            lr: search.outer_lr,
+            ..OptimConfig::search_outer()
+        }
+        .with_betas(beta1, beta2),
+    )?;
+    Ok(BilevelSearch::new(
+        inner,
+        outer,
+        EngineConfig {
+            hypergradient: search.hypergradient,
+            fd_form: search.fd_form,
+            rollback: search.rollback,
+            seed,
+            ..EngineConfig::default()
+        },
+    )?)
+}
+
+/// Parameter slots of named parameters.
+pub fn slots(params: &[NamedParam]) -> Vec<Param> {
     params.iter().map(|p| p.param.clone()).collect()
 }

@@ -4,14 +4,181 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use autolora_core::bilevel::derive_seed;
+use autolora_data::rng::stream;
 use autolora_models::{AttentionImpl, LoadOptions, Model, load_model};
 use tch::{Device, Kind};
 
 use crate::config::RunConfig;
 use crate::task::TaskData;
 
-/// The resolved settings file in the run directory.
+/// The settings of the run directory's results (written by the commands that train or
+/// search, read by the others).
 pub const CONFIG_FILE: &str = "config.toml";
+
+/// One line per resume that changed a setting: which, from what, to what.
+pub const RESUMES_FILE: &str = "resumes.jsonl";
+
+/// Settings that cannot change a result: a resume or a reading command may differ in them.
+const NEUTRAL_KEYS: &[&str] = &[
+    "run.threads",
+    "run.device",
+    "run.checkpoint_every",
+    "run.out_dir",
+    "train.eval_every",
+];
+
+/// What a command does with the run directory's settings.
+#[derive(Debug, Clone)]
+pub enum Intent {
+    /// A new run (`search`, `train`, `run`): its settings replace the directory's.
+    Start,
+    /// Continue from the checkpoints (`--resume`): the settings must be those the checkpoints
+    /// were written under, except for neutral keys and the keys named here (`--accept-change`),
+    /// whose changes are recorded in [`RESUMES_FILE`].
+    Resume {
+        /// Keys whose change the user accepts.
+        accepted: Vec<String>,
+    },
+    /// Read the run's results (`eval`, `export`): the directory's settings are used and never
+    /// rewritten; `explicit` is whether the user named settings (a run file or `--set`), which
+    /// must then agree with them.
+    Read {
+        /// Whether the settings came from the user rather than the defaults.
+        explicit: bool,
+    },
+}
+
+/// The settings a command runs with.
+struct Settled {
+    config: RunConfig,
+    /// Whether they are written to the run directory (commands that write results).
+    write: bool,
+    /// The line for [`RESUMES_FILE`] of a resume with accepted changes.
+    resume_record: Option<String>,
+}
+
+fn settled(
+    config: RunConfig,
+    saved: Option<&RunConfig>,
+    intent: &Intent,
+    saved_path: &Path,
+) -> Result<Settled> {
+    match (intent, saved) {
+        (Intent::Start, _) | (Intent::Resume { .. }, None) => Ok(Settled {
+            config,
+            write: true,
+            resume_record: None,
+        }),
+        (Intent::Resume { accepted }, Some(saved)) => {
+            let changes = differences(saved, &config)?;
+            let refused: Vec<&Change> = changes
+                .iter()
+                .filter(|c| !accepted.contains(&c.key))
+                .collect();
+            if !refused.is_empty() {
+                bail!(
+                    "--resume: the settings differ from those the run's checkpoints were written under ({}):\n{}\n\
+                     resume with the same settings, or accept a change with --accept-change KEY (recorded in {RESUMES_FILE})",
+                    saved_path.display(),
+                    list(&refused)
+                );
+            }
+            let resume_record = (!changes.is_empty())
+                .then(|| serde_json::json!({ "resumed_with_changes": changes }).to_string());
+            Ok(Settled {
+                config,
+                write: true,
+                resume_record,
+            })
+        }
+        (Intent::Read { .. }, None) => bail!(
+            "{} not found: this command reads a run directory written by `autolora run` or `train`",
+            saved_path.display()
+        ),
+        (Intent::Read { explicit }, Some(saved)) => {
+            let mut used = saved.clone();
+            used.run.device = config.run.device.clone();
+            used.run.threads = config.run.threads;
+            used.run.out_dir = config.run.out_dir.clone();
+            if *explicit {
+                let changes = differences(saved, &config)?;
+                if !changes.is_empty() {
+                    bail!(
+                        "the given settings differ from the run's ({}):\n{}\n\
+                         this command uses the run's settings; drop the differing ones",
+                        saved_path.display(),
+                        list(&changes.iter().collect::<Vec<_>>())
+                    );
+                }
+            }
+            Ok(Settled {
+                config: used,
+                write: false,
+                resume_record: None,
+            })
+        }
+    }
+}
+
+/// One setting that differs between two runs' settings.
+#[derive(Debug, serde::Serialize)]
+struct Change {
+    key: String,
+    from: String,
+    to: String,
+}
+
+fn list(changes: &[&Change]) -> String {
+    changes
+        .iter()
+        .map(|c| format!("  {}: {} -> {}", c.key, c.from, c.to))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The settings that differ between `old` and `new`, neutral keys left out, by dotted key.
+fn differences(old: &RunConfig, new: &RunConfig) -> Result<Vec<Change>> {
+    let (old, new) = (flatten(old)?, flatten(new)?);
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    let missing = || "(unset)".to_string();
+    Ok(keys
+        .into_iter()
+        .filter(|k| !NEUTRAL_KEYS.contains(&k.as_str()))
+        .filter(|k| old.get(*k) != new.get(*k))
+        .map(|k| Change {
+            key: k.clone(),
+            from: old.get(k).cloned().unwrap_or_else(missing),
+            to: new.get(k).cloned().unwrap_or_else(missing),
+        })
+        .collect())
+}
+
+/// Dotted key -> value (as TOML text) of every setting.
+fn flatten(config: &RunConfig) -> Result<std::collections::BTreeMap<String, String>> {
+    fn walk(
+        prefix: &str,
+        table: &toml::Table,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        for (key, value) in table {
+            let key = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
+            match value {
+                toml::Value::Table(t) => walk(&key, t, out),
+                v => {
+                    out.insert(key, v.to_string());
+                }
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    walk("", &toml::Table::try_from(config)?, &mut out);
+    Ok(out)
+}
 
 /// See the module docs.
 pub struct Session {
@@ -28,11 +195,24 @@ pub struct Session {
 }
 
 impl Session {
-    /// Validates `config`, sets threads and device, fetches the model if it is an asset,
-    /// loads and tokenizes the task's data, and writes the resolved settings into the run
+    /// Checks the settings against the run directory's (see [`Intent`]), sets threads and
+    /// device, fetches the model if it is an asset and checks it, loads and tokenizes the
+    /// task's data, and, when the command writes results, records the settings in the run
     /// directory.
-    pub fn open(config: RunConfig) -> Result<Self> {
+    pub fn open(config: RunConfig, intent: &Intent) -> Result<Self> {
         config.validate()?;
+        let out_dir = config.run.out_dir.clone();
+        let saved_path = out_dir.join(CONFIG_FILE);
+        let saved = if saved_path.is_file() {
+            Some(RunConfig::load(&saved_path)?)
+        } else {
+            None
+        };
+        let Settled {
+            config,
+            write,
+            resume_record,
+        } = settled(config, saved.as_ref(), intent, &saved_path)?;
         if config.run.threads > 0 {
             tch::set_num_threads(config.run.threads as i32);
         }
@@ -54,12 +234,19 @@ impl Session {
                 .with_context(|| format!("fetching model asset `{asset}`"))?,
             (None, None) => bail!("set model.dir or model.asset"),
         };
-        let out_dir = config.run.out_dir.clone();
-        std::fs::create_dir_all(&out_dir)
-            .with_context(|| format!("creating run directory {}", out_dir.display()))?;
-        crate::atomic::write(&out_dir.join(CONFIG_FILE), config.to_toml()?.as_bytes())?;
+        // The model is checked before the data are tokenized, which can take a while.
+        autolora_models::check_model(&model_dir)
+            .with_context(|| format!("checking the model in {}", model_dir.display()))?;
         tracing::info!(device = ?device, model = %model_dir.display(), out = %out_dir.display(), "run opened");
         let data = TaskData::load(&config, &model_dir, device)?;
+        if write {
+            std::fs::create_dir_all(&out_dir)
+                .with_context(|| format!("creating run directory {}", out_dir.display()))?;
+            if let Some(line) = resume_record {
+                crate::atomic::append_line(&out_dir.join(RESUMES_FILE), &line)?;
+            }
+            crate::atomic::write(&saved_path, config.to_toml()?.as_bytes())?;
+        }
         Ok(Session {
             config,
             device,
@@ -70,10 +257,11 @@ impl Session {
     }
 
     /// Loads a fresh copy of the base model with the task's head (seeded), no adapters, and
-    /// reseeds libtorch's generator with the run seed, so that adapters attached next are
+    /// reseeds libtorch's generator from the run seed, so that adapters attached next are
     /// initialised the same way in every run with this seed.
     pub fn load_model(&self, attention: AttentionImpl) -> Result<Box<dyn Model>> {
-        tch::manual_seed(self.config.run.seed as i64);
+        let seed = self.config.run.seed;
+        tch::manual_seed(derive_seed(seed, 0, stream::ADAPTER_INIT));
         let base_kind = match self.config.model.base_dtype.as_str() {
             "f32" => None,
             "bf16" => Some(Kind::BFloat16),
@@ -83,7 +271,7 @@ impl Session {
             device: self.device,
             kind: Kind::Float,
             base_kind,
-            seed: self.config.run.seed,
+            seed: autolora_data::rng::derive_seed(seed, 0, stream::HEAD_INIT),
             attention,
         };
         load_model(&self.model_dir, self.data.spec.model_task(), &options)
@@ -93,5 +281,25 @@ impl Session {
     /// A path inside the run directory.
     pub fn path(&self, name: impl AsRef<Path>) -> PathBuf {
         self.out_dir.join(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use autolora_core::bilevel::{TRAIN_STREAM, VAL_STREAM, derive_seed};
+    use autolora_data::rng::{self, stream};
+
+    /// The workspace has one seed scheme; core (which cannot depend on the data crate) keeps
+    /// its own copy of the function for libtorch's signed seed.
+    #[test]
+    fn core_and_data_derive_the_same_seeds() {
+        assert_eq!(TRAIN_STREAM, stream::SEARCH_TRAIN_DROPOUT);
+        assert_eq!(VAL_STREAM, stream::SEARCH_VAL_DROPOUT);
+        for (seed, index, s) in [(0, 0, 0), (42, 7, 3), (u64::MAX, 123_456, 11), (5, 0, 9)] {
+            assert_eq!(
+                derive_seed(seed, index, s),
+                (rng::derive_seed(seed, index, s) >> 1) as i64
+            );
+        }
     }
 }

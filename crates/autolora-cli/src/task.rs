@@ -8,8 +8,9 @@ use anyhow::{Context, Result, bail};
 use autolora_data::batch::{Batch, BatchConfig, batches, eval_plan, training_plan};
 use autolora_data::example::{TaskKind, TextSplit};
 use autolora_data::glue::{GlueFile, GlueOptions, GlueTask};
+use autolora_data::rng::{derive_seed, stream};
 use autolora_data::sentiment::SentimentTask;
-use autolora_data::split::{SplitConfig, split, stratified_split};
+use autolora_data::split::{SplitConfig, grouped_split, split, stratified_split};
 use autolora_data::tokenize::{EncodedSet, Target, TextTokenizer};
 use tch::Device;
 
@@ -77,8 +78,9 @@ pub struct EvalSet {
     pub name: String,
     /// Its batches, sorted by length (empty for generation tasks).
     pub batches: Vec<DeviceBatch>,
-    /// Words whose tags were lost by truncation (scored as missed).
-    pub truncated_words: usize,
+    /// Per row of `batches`, in order: the tag ids of the words truncation cut from its
+    /// sentence (scored as missed; empty for untagged examples).
+    pub cut_tags: Vec<Vec<i64>>,
     /// Prompts and references of a generation task.
     pub generation: Option<GenerationSet>,
 }
@@ -131,21 +133,9 @@ fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> 
     };
     let mut data = autolora_data::conll::Conll2003::read(&dir)?;
     let labels = data.label_set();
-    limit(
-        &mut data.train.sentences,
-        config.task.train_limit,
-        config.run.seed,
-    );
-    limit(
-        &mut data.dev.sentences,
-        config.task.eval_limit,
-        config.run.seed,
-    );
-    limit(
-        &mut data.test.sentences,
-        config.task.eval_limit,
-        config.run.seed,
-    );
+    limit(&mut data.train.sentences, Role::Train, config);
+    limit(&mut data.dev.sentences, Role::Eval, config);
+    limit(&mut data.test.sentences, Role::Eval, config);
     let encode = |file: &autolora_data::conll::TaggedFile| {
         tokenizer.encode_tagged(&file.path, &file.sentences, &labels)
     };
@@ -157,7 +147,7 @@ fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> 
     let spec = TaskSpec::Tagging {
         labels: labels.labels().to_vec(),
     };
-    assemble(config, tokenizer.pad_id(), device, spec, train, evals)
+    assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
 }
 
 /// The Rotten-Tomatoes snippets: sign of the score (binary) or the score (regression), on the
@@ -187,12 +177,18 @@ fn load_sentiment(
             splits.dropped()
         );
     }
-    let train = encode_text(config, tokenizer, &splits.train)?;
+    let train = encode_text(config, tokenizer, &splits.train, Role::Train)?;
     let evals = vec![
-        ("dev".into(), encode_text(config, tokenizer, &splits.dev)?),
-        ("test".into(), encode_text(config, tokenizer, &splits.test)?),
+        (
+            "dev".into(),
+            encode_text(config, tokenizer, &splits.dev, Role::Eval)?,
+        ),
+        (
+            "test".into(),
+            encode_text(config, tokenizer, &splits.test, Role::Eval)?,
+        ),
     ];
-    assemble(config, tokenizer.pad_id(), device, spec, train, evals)
+    assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
 }
 
 /// A GLUE task from its official folder (`task.data_dir`, or the task's asset). GLUE's test
@@ -212,6 +208,7 @@ fn load_glue(
         config,
         tokenizer,
         &glue.read(&dir, GlueFile::Train, options)?,
+        Role::Train,
     )?;
     let evals = glue
         .eval_files()
@@ -222,7 +219,8 @@ fn load_glue(
                 GlueFile::DevMismatched => "dev_mismatched",
                 _ => "dev",
             };
-            Ok((name.to_string(), encode_text(config, tokenizer, &split)?))
+            let encoded = encode_text(config, tokenizer, &split, Role::Eval)?;
+            Ok((name.to_string(), encoded))
         })
         .collect::<Result<Vec<_>>>()?;
     let spec = match glue.kind() {
@@ -232,36 +230,52 @@ fn load_glue(
         },
         TaskKind::Regression => TaskSpec::Regression,
     };
-    assemble(config, tokenizer.pad_id(), device, spec, train, evals)
+    assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
 }
 
-/// Tokenizes a sentence-level split after applying the configured subset limit.
+/// What a split is used for, which decides its size limit (`task.train_limit` or
+/// `task.eval_limit`). Every loader names the role of each split it reads: file names do not
+/// tell (the sentiment task's three splits come from one file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The training set (the search's train and validation parts are carved out of it).
+    Train,
+    /// A development or test set.
+    Eval,
+}
+
+impl Role {
+    fn cap(self, config: &RunConfig) -> Option<usize> {
+        match self {
+            Role::Train => config.task.train_limit,
+            Role::Eval => config.task.eval_limit,
+        }
+    }
+}
+
+/// Tokenizes a sentence-level split after applying the limit of its role.
 fn encode_text(
     config: &RunConfig,
     tokenizer: &TextTokenizer,
     split: &TextSplit,
+    role: Role,
 ) -> Result<EncodedSet> {
+    split.require_labels()?;
     let mut examples = split.examples.clone();
-    let is_train = split
-        .path
-        .file_name()
-        .is_some_and(|n| n.to_string_lossy().starts_with("train"));
-    let cap = if is_train {
-        config.task.train_limit
-    } else {
-        config.task.eval_limit
-    };
-    limit(&mut examples, cap, config.run.seed);
+    limit(&mut examples, role, config);
     Ok(tokenizer.encode_examples(&examples)?)
 }
 
-/// Keeps the first `limit` items after a seeded shuffle (a reproducible random subset, in
-/// the original order).
-pub fn limit<T>(items: &mut Vec<T>, limit: Option<usize>, seed: u64) {
-    let Some(limit) = limit else { return };
+/// Keeps the first N items (the limit of `role`) after a shuffle seeded by the run seed and
+/// the role: a reproducible random subset, in the original order.
+pub fn limit<T>(items: &mut Vec<T>, role: Role, config: &RunConfig) {
+    let Some(limit) = role.cap(config) else {
+        return;
+    };
     if limit >= items.len() {
         return;
     }
+    let seed = derive_seed(config.run.seed, role as u64, stream::SUBSET);
     let mut keep = autolora_data::rng::permutation(items.len(), seed);
     keep.truncate(limit);
     keep.sort_unstable();
@@ -278,19 +292,21 @@ pub fn limit<T>(items: &mut Vec<T>, limit: Option<usize>, seed: u64) {
 }
 
 /// Splits the training set for the search and builds the batches of every split; `pad` fills
-/// the padding positions.
+/// the padding positions. `groups` (one id per training example) marks examples that share an
+/// input, which the search's split keeps on one side.
 pub fn assemble(
     config: &RunConfig,
     pad: u32,
     device: Device,
     spec: TaskSpec,
     train: EncodedSet,
+    groups: Option<&[usize]>,
     evals: Vec<(String, EncodedSet)>,
 ) -> Result<TaskData> {
     let seed = config.run.seed;
     let split_config = SplitConfig {
         validation_fraction: config.search.val_ratio,
-        seed,
+        seed: derive_seed(seed, 0, stream::SEARCH_SPLIT),
     };
     // Classification: hold out the same fraction of every class.
     let classes: Option<Vec<usize>> = train
@@ -301,8 +317,9 @@ pub fn assemble(
             _ => None,
         })
         .collect();
-    let parts = match classes {
-        Some(classes) if !classes.is_empty() => stratified_split(&classes, &split_config)?,
+    let parts = match (groups, classes) {
+        (Some(groups), _) => grouped_split(groups, &split_config)?,
+        (None, Some(classes)) if !classes.is_empty() => stratified_split(&classes, &split_config)?,
         _ => split(train.examples.len(), &split_config)?,
     };
     let subset = |indices: &[usize]| EncodedSet {
@@ -311,15 +328,21 @@ pub fn assemble(
         truncated_words: 0,
     };
     let step_batches = |set: &EncodedSet, batch_size: usize, stream: u64| -> Result<StepBatches> {
-        let plan = training_plan(set, &BatchConfig::new(batch_size, seed ^ stream), 0)?;
-        StepBatches::new(to_device(batches(set, &plan, pad)?, device)?, seed ^ stream)
+        let batching = BatchConfig::new(batch_size, derive_seed(seed, 0, stream));
+        let plan = training_plan(set, &batching, 0)?;
+        StepBatches::new(to_device(batches(set, &plan, pad)?, device)?, seed, stream)
     };
     let eval_set = |name: &str, set: &EncodedSet| -> Result<EvalSet> {
         let plan = eval_plan(set, config.train.eval_batch_size)?;
         Ok(EvalSet {
             name: name.to_string(),
             batches: to_device(batches(set, &plan, pad)?, device)?,
-            truncated_words: set.truncated_words,
+            // Rows follow the plan (sorted by length), not the file.
+            cut_tags: plan
+                .iter()
+                .flatten()
+                .map(|&i| set.examples[i].cut_tags.clone())
+                .collect(),
             generation: None,
         })
     };
@@ -331,9 +354,17 @@ pub fn assemble(
     );
     Ok(TaskData {
         spec,
-        search_train: step_batches(&subset(&parts.train), config.search.batch_size, 1)?,
-        search_val: step_batches(&subset(&parts.validation), config.search.batch_size, 2)?,
-        train: step_batches(&train, config.train.batch_size, 3)?,
+        search_train: step_batches(
+            &subset(&parts.train),
+            config.search.batch_size,
+            stream::SEARCH_TRAIN_BATCHES,
+        )?,
+        search_val: step_batches(
+            &subset(&parts.validation),
+            config.search.batch_size,
+            stream::SEARCH_VAL_BATCHES,
+        )?,
+        train: step_batches(&train, config.train.batch_size, stream::TRAIN_BATCHES)?,
         evals: evals
             .iter()
             .map(|(name, set)| eval_set(name, set))
@@ -346,4 +377,35 @@ fn to_device(batches: Vec<Batch>, device: Device) -> Result<Vec<DeviceBatch>> {
         .iter()
         .map(|b| DeviceBatch::new(b, device))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    }
+
+    fn rows(batches: &[DeviceBatch]) -> i64 {
+        batches.iter().map(|b| b.input_ids.size()[0]).sum()
+    }
+
+    #[test]
+    fn limits_follow_the_split_role_not_the_file_name() -> Result<()> {
+        // The sentiment task's three splits come from one file.
+        let mut config = RunConfig::default();
+        config.task.name = "sentiment".into();
+        config.task.data_dir = Some(fixtures().join("sentiment"));
+        config.task.train_limit = Some(12);
+        config.task.eval_limit = Some(3);
+        let data = TaskData::load(&config, &fixtures().join("tiny-bert"), Device::Cpu)?;
+        assert_eq!(rows(data.train.all()), 12);
+        for set in &data.evals {
+            assert_eq!(rows(&set.batches), 3, "{}", set.name);
+        }
+        Ok(())
+    }
 }

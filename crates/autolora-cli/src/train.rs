@@ -11,17 +11,16 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use autolora_core::bilevel::derive_seed;
 use autolora_core::optim::{LinearWarmup, OptimConfig, Optimizer};
-use autolora_core::{Adapter, LoraConfig, Param};
+use autolora_core::{Adapter, LoraConfig, NamedParam};
+use autolora_data::rng::stream;
 use autolora_models::{AttentionImpl, Model};
 use serde::Serialize;
 
 use crate::checkpoint::Checkpoint;
+use crate::config::TrainConfig;
 use crate::evaluate::{self, Scores};
 use crate::progress::Progress;
 use crate::session::Session;
-
-/// Seed stream of training dropout (distinct from the search's streams).
-const TRAIN_STREAM: u64 = 7;
 
 /// The fixed ranks of a training run: module path -> rank (modules absent are not adapted).
 pub type RankPlan = BTreeMap<String, i64>;
@@ -67,18 +66,7 @@ pub fn run(
 
     let steps = config.train.steps;
     let schedule = LinearWarmup::with_ratio(config.train.lr, config.train.warmup_ratio, steps);
-    let mut optimizer = Optimizer::new(
-        params
-            .iter()
-            .map(|p| p.param.clone())
-            .collect::<Vec<Param>>(),
-        OptimConfig {
-            kind: config.train.optimizer,
-            lr: config.train.lr,
-            weight_decay: config.train.weight_decay,
-            ..OptimConfig::default()
-        },
-    )?;
+    let mut optimizer = optimizer(&config.train, &params)?;
 
     let checkpoint_path = session
         .out_dir
@@ -103,14 +91,16 @@ pub fn run(
     while step < steps {
         let lr = schedule.lr_at(step);
         optimizer.set_lr(lr)?;
-        tch::manual_seed(derive_seed(config.run.seed, step, TRAIN_STREAM));
+        tch::manual_seed(derive_seed(config.run.seed, step, stream::TRAIN_DROPOUT));
         let batch = session.data.train.at(step);
         let loss = batch.loss(model.as_ref(), true)?;
         let value = loss.double_value(&[]);
         if !value.is_finite() {
             bail!(
-                "{name}: the loss became {value} at step {step}; the last good checkpoint is {} \
-                 (lower train.lr and rerun with --resume)",
+                "{name}: the loss became {value} at step {step}; the last good checkpoint is {}. \
+                 Every step is a function of (seed, step), so resuming unchanged repeats this; \
+                 resume with a lower learning rate: `--resume --set train.lr=... \
+                 --accept-change train.lr`",
                 checkpoint_path.display()
             );
         }
@@ -153,6 +143,20 @@ pub fn run(
         lora_params,
         seconds,
     })
+}
+
+/// The training optimizer of the run file's settings over `params`; `autolora bench` times
+/// the same one.
+pub fn optimizer(train: &TrainConfig, params: &[NamedParam]) -> Result<Optimizer> {
+    Ok(Optimizer::new(
+        crate::search::slots(params),
+        OptimConfig {
+            kind: train.optimizer,
+            lr: train.lr,
+            weight_decay: train.weight_decay,
+            ..OptimConfig::default()
+        },
+    )?)
 }
 
 /// Attaches a plain adapter of rank `plan[name]` to every planned module (`init` supplies

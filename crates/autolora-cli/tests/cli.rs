@@ -127,6 +127,18 @@ fn run_searches_retrains_evaluates_and_exports() -> Result<()> {
         .as_f64()
         .unwrap();
     assert!((eval["dev"]["entity_f1"].as_f64().unwrap() - dev).abs() < 1e-9);
+
+    // Reading commands use the run's settings and never rewrite them: with only the run
+    // directory named they work, with a differing setting they refuse.
+    let run_dir = run.to_str().unwrap();
+    let eval = ok(autolora(&["eval", "--out", run_dir])?)?;
+    let eval: Value = serde_json::from_str(&eval)?;
+    assert!((eval["dev"]["entity_f1"].as_f64().unwrap() - dev).abs() < 1e-9);
+    let c = config.to_str().unwrap();
+    let refused = autolora(&["eval", "--config", c, "--set", "train.lr=0.1"])?;
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("train.lr: 0.005 -> 0.1"));
+    assert_eq!(std::fs::read_to_string(run.join("config.toml"))?, resolved);
     Ok(())
 }
 
@@ -147,7 +159,48 @@ fn resumed_search_equals_uninterrupted_search() -> Result<()> {
         "--set",
         "search.steps=4",
     ])?)?;
-    ok(autolora(&["search", "--config", c, "--resume"])?)?;
+    // A resume keeps the settings the checkpoint was written under: a changed setting is
+    // refused, naming the key, unless accepted, and an accepted change is recorded.
+    let settings = std::fs::read_to_string(parts.path().join("run/config.toml"))?;
+    let refused = autolora(&["search", "--config", c, "--resume"])?;
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("search.steps: 4 -> 8"), "{stderr}");
+    let refused = autolora(&[
+        "search",
+        "--config",
+        c,
+        "--resume",
+        "--set",
+        "search.steps=4",
+        "--set",
+        "search.inner_lr=1e-3",
+    ])?;
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("search.inner_lr: 0.0003 -> 0.001"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(parts.path().join("run/config.toml"))?,
+        settings,
+        "a refused resume leaves the settings as they were"
+    );
+    ok(autolora(&[
+        "search",
+        "--config",
+        c,
+        "--resume",
+        "--threads",
+        "1",
+        "--accept-change",
+        "search.steps",
+    ])?)?;
+    let resumes = std::fs::read_to_string(parts.path().join("run/resumes.jsonl"))?;
+    assert!(
+        resumes.contains(r#""key":"search.steps""#) && resumes.contains(r#""from":"4""#),
+        "{resumes}"
+    );
 
     let a = json(&whole.path().join("run/ranks.json"))?;
     let b = json(&parts.path().join("run/ranks.json"))?;

@@ -30,8 +30,6 @@ pub enum Labels {
     Classes(Vec<i64>),
     /// One score per example, `[batch]`.
     Scores(Vec<f32>),
-    /// No gold labels (unlabeled test data).
-    None,
 }
 
 /// A padded batch, row-major `[batch_size, seq_len]`.
@@ -90,6 +88,10 @@ pub fn collate(examples: &[Encoded], indices: &[usize], pad_id: u32) -> Result<B
             attention_mask[base + t] = 1;
         }
     }
+    // A batch feeds a loss or a metric: a missing label must never become class 0.
+    if let Some(r) = rows.iter().position(|row| row.target == Target::None) {
+        return Err(unlabelled(indices[r]));
+    }
     let labels = match &rows[0].target {
         Target::Tokens(_) => {
             let mut labels = vec![IGNORE_INDEX; batch_size * seq_len];
@@ -117,7 +119,7 @@ pub fn collate(examples: &[Encoded], indices: &[usize], pad_id: u32) -> Result<B
                 })
                 .collect::<Result<_>>()?,
         ),
-        Target::None => Labels::None,
+        Target::None => return Err(unlabelled(indices[0])),
     };
     Ok(Batch {
         input_ids,
@@ -128,6 +130,14 @@ pub fn collate(examples: &[Encoded], indices: &[usize], pad_id: u32) -> Result<B
         seq_len,
         indices: indices.to_vec(),
     })
+}
+
+fn unlabelled(index: usize) -> Error {
+    Error::invalid(
+        "batch",
+        "labelled examples (a batch feeds a loss or a metric)",
+        format!("example {index} without a label"),
+    )
 }
 
 fn mixed() -> Error {
@@ -179,8 +189,8 @@ pub fn training_plan(
     epoch: u64,
 ) -> Result<Vec<Vec<usize>>> {
     config.check()?;
-    let seed = derive_seed(config.seed, epoch);
-    let order = permutation(set.examples.len(), seed);
+    // Two sub-streams of the caller's seed: 0 orders the examples, 1 the batches.
+    let order = permutation(set.examples.len(), derive_seed(config.seed, epoch, 0));
     let pool = config.batch_size * config.pool_batches;
     let mut plan = Vec::new();
     for chunk in order.chunks(pool) {
@@ -189,7 +199,7 @@ pub fn training_plan(
         chunk.sort_by_key(|&i| set.examples[i].len());
         plan.extend(chunk.chunks(config.batch_size).map(<[usize]>::to_vec));
     }
-    shuffle(&mut plan, derive_seed(seed, u64::MAX));
+    shuffle(&mut plan, derive_seed(config.seed, epoch, 1));
     Ok(plan)
 }
 
@@ -219,6 +229,7 @@ mod tests {
             token_type_ids: vec![0; len],
             target,
             truncated: false,
+            cut_tags: Vec::new(),
         }
     }
 
@@ -291,13 +302,24 @@ mod tests {
     #[test]
     fn eval_plan_covers_everything_once() {
         let set = EncodedSet {
-            examples: (0..10).map(|i| example(10 - i, Target::None)).collect(),
+            examples: (0..10).map(|i| example(10 - i, Target::Class(1))).collect(),
             truncated: 0,
             truncated_words: 0,
         };
         let plan = eval_plan(&set, 4).unwrap();
         assert_eq!(plan, vec![vec![9, 8, 7, 6], vec![5, 4, 3, 2], vec![1, 0]]);
         let b = batches(&set, &plan, 0).unwrap();
-        assert_eq!(b[2].labels, Labels::None);
+        assert_eq!(b[2].labels, Labels::Classes(vec![1, 1]));
+    }
+
+    #[test]
+    fn an_unlabelled_example_is_an_error_not_class_zero() {
+        let mut examples: Vec<Encoded> = (0..4).map(|i| example(3 + i, Target::Class(1))).collect();
+        examples[2].target = Target::None;
+        assert!(collate(&examples, &[0, 1], 0).is_ok());
+        for rows in [[2, 0], [0, 2]] {
+            let err = collate(&examples, &rows, 0).unwrap_err().to_string();
+            assert!(err.contains("label"), "{err}");
+        }
     }
 }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::error::{Error, Result};
+
 /// The gold answer of a sentence or sentence-pair example.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Label {
@@ -59,6 +61,20 @@ pub struct Skipped {
 }
 
 impl TextSplit {
+    /// Checks that every example has a gold label, as training and evaluation need: the first
+    /// unlabelled row is an error naming the file and line.
+    pub fn require_labels(&self) -> Result<()> {
+        match self.examples.iter().find(|e| e.label == Label::Unlabeled) {
+            Some(e) => Err(Error::Parse {
+                path: self.path.clone(),
+                line: e.line,
+                expected: "a labelled example (training and evaluation need a label)".into(),
+                found: "a row without a label".into(),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Class ids of the examples (`None` for any example without a class label).
     pub fn class_ids(&self) -> Option<Vec<usize>> {
         self.examples
@@ -77,5 +93,32 @@ impl TextSplit {
             examples: indices.iter().map(|&i| self.examples[i].clone()).collect(),
             skipped: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unlabelled_row_is_an_error_naming_file_and_line() {
+        let example = |line, label| TextExample {
+            text_a: "a".into(),
+            text_b: None,
+            label,
+            line,
+        };
+        let mut split = TextSplit {
+            path: "mine/train.tsv".into(),
+            examples: vec![example(2, Label::Class(1)), example(3, Label::Score(0.5))],
+            skipped: Vec::new(),
+        };
+        assert!(split.require_labels().is_ok());
+        split.examples.push(example(7, Label::Unlabeled));
+        let err = split.require_labels().unwrap_err().to_string();
+        assert!(
+            err.starts_with("mine/train.tsv:7: expected a labelled example"),
+            "{err}"
+        );
     }
 }

@@ -25,16 +25,46 @@ pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
     order
 }
 
-/// Derives an independent seed for a sub-task (an epoch, a class) from a base seed.
-pub fn derive_seed(seed: u64, stream: u64) -> u64 {
-    // SplitMix64 finaliser: nearby inputs give unrelated outputs.
-    let mut z = seed
-        ^ stream
-            .wrapping_add(0x9e37_79b9_7f4a_7c15)
-            .wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+/// The workspace's one seed scheme: the seed of draw `index` (a step, an epoch, a class) of
+/// `stream` in a run seeded with `seed`, by chained SplitMix64 mixing, so nearby inputs give
+/// unrelated outputs. `autolora-core` (which cannot depend on this crate) seeds libtorch with
+/// the same function shifted right by one bit (`autolora_core::bilevel::derive_seed`); a test
+/// in the CLI checks that the two agree.
+pub fn derive_seed(seed: u64, index: u64, stream: u64) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    mix(mix(mix(seed) ^ index) ^ stream)
+}
+
+/// Every random stream of a run, in one list, so no two uses share draws. Streams 1 and 2
+/// are drawn by the search engine of `autolora-core` (its `TRAIN_STREAM` and `VAL_STREAM`).
+pub mod stream {
+    /// Dropout masks of the search's evaluations on training batches (core's engine).
+    pub const SEARCH_TRAIN_DROPOUT: u64 = 1;
+    /// Dropout masks of the search's evaluations on validation batches (core's engine).
+    pub const SEARCH_VAL_DROPOUT: u64 = 2;
+    /// Dropout masks of fixed-rank training; index = step.
+    pub const TRAIN_DROPOUT: u64 = 3;
+    /// The subset kept by a size limit; index = the split's role.
+    pub const SUBSET: u64 = 4;
+    /// The search's train/validation split of the training set.
+    pub const SEARCH_SPLIT: u64 = 5;
+    /// Batch order of the search's training part; index = epoch.
+    pub const SEARCH_TRAIN_BATCHES: u64 = 6;
+    /// Batch order of the search's validation part; index = epoch.
+    pub const SEARCH_VAL_BATCHES: u64 = 7;
+    /// Batch order of fixed-rank training; index = epoch.
+    pub const TRAIN_BATCHES: u64 = 8;
+    /// Initial values of the LoRA factors.
+    pub const ADAPTER_INIT: u64 = 9;
+    /// Initial values of a new task head.
+    pub const HEAD_INIT: u64 = 10;
+    /// A random rank allocation (the experiment's control arm); index = the allocation.
+    pub const RANDOM_ALLOCATION: u64 = 11;
 }
 
 #[cfg(test)]
@@ -57,7 +87,8 @@ mod tests {
 
     #[test]
     fn derived_seeds_differ() {
-        assert_ne!(derive_seed(1, 0), derive_seed(1, 1));
-        assert_ne!(derive_seed(1, 0), derive_seed(2, 0));
+        assert_ne!(derive_seed(1, 0, 0), derive_seed(1, 0, 1));
+        assert_ne!(derive_seed(1, 0, 0), derive_seed(1, 1, 0));
+        assert_ne!(derive_seed(1, 0, 0), derive_seed(2, 0, 0));
     }
 }

@@ -5,7 +5,9 @@
 //! default here ([`DEFAULT_VALIDATION_FRACTION`]); both are one setting away.
 //!
 //! Classification data are split per class (stratified) so both parts keep the class balance;
-//! tagging and regression data are split uniformly. Each part is returned in the original file
+//! data whose examples come in groups that share an input (E2E: several references per meaning
+//! representation) are split by group, so no input sits on both sides; tagging and regression
+//! data are split uniformly. Each part is returned in the original file
 //! order, so a split is a pure function of (data, fraction, seed).
 
 use crate::error::{Error, Result};
@@ -93,7 +95,7 @@ pub fn stratified_split(labels: &[usize], config: &SplitConfig) -> Result<Split>
             train.extend_from_slice(items);
             continue;
         }
-        let order = permutation(items.len(), derive_seed(config.seed, class as u64));
+        let order = permutation(items.len(), derive_seed(config.seed, class as u64, 0));
         let k = held_out(items.len(), config.validation_fraction);
         validation.extend(order[..k].iter().map(|&j| items[j]));
         train.extend(order[k..].iter().map(|&j| items[j]));
@@ -107,6 +109,28 @@ pub fn stratified_split(labels: &[usize], config: &SplitConfig) -> Result<Split>
     }
     validation.sort_unstable();
     train.sort_unstable();
+    Ok(Split { train, validation })
+}
+
+/// A split that keeps groups whole (`groups[i]` is example i's group, e.g. the input it
+/// shares with other examples): the given fraction of the groups goes to validation, so no
+/// group has examples on both sides.
+pub fn grouped_split(groups: &[usize], config: &SplitConfig) -> Result<Split> {
+    check(config, groups.len())?;
+    let mut distinct: Vec<usize> = groups.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if distinct.len() < 2 {
+        return Err(Error::invalid(
+            "grouped train/validation split",
+            "at least 2 groups (distinct inputs)",
+            format!("{} group", distinct.len()),
+        ));
+    }
+    let order = permutation(distinct.len(), config.seed);
+    let k = held_out(distinct.len(), config.validation_fraction);
+    let held: std::collections::HashSet<usize> = order[..k].iter().map(|&j| distinct[j]).collect();
+    let (validation, train) = (0..groups.len()).partition(|&i| held.contains(&groups[i]));
     Ok(Split { train, validation })
 }
 
@@ -140,6 +164,19 @@ mod tests {
         let ones = s.validation.iter().filter(|&&i| labels[i] == 1).count();
         assert_eq!(s.validation.len(), 50);
         assert_eq!(ones, 10);
+    }
+
+    #[test]
+    fn grouped_split_keeps_every_group_on_one_side() {
+        // 40 inputs with 1 to 4 references each.
+        let groups: Vec<usize> = (0..40).flat_map(|g| vec![g; 1 + g % 4]).collect();
+        let s = grouped_split(&groups, &SplitConfig::default()).unwrap();
+        let held: std::collections::HashSet<usize> =
+            s.validation.iter().map(|&i| groups[i]).collect();
+        assert_eq!(held.len(), 12, "30% of 40 groups");
+        assert!(s.train.iter().all(|&i| !held.contains(&groups[i])));
+        assert_eq!(s.train.len() + s.validation.len(), groups.len());
+        assert!(grouped_split(&[3, 3, 3], &SplitConfig::default()).is_err());
     }
 
     #[test]

@@ -66,6 +66,23 @@ fn bad_input_names_file_line_and_expectation() {
         err.contains("cols.csv:2: expected 2 CSV fields, found 3 fields"),
         "{err}"
     );
+    // An unterminated quote: alone, it would run to the end of the file; before more rows, to
+    // the next row's opening quote.
+    let p = write("open.csv", b"mr,ref\n\"name[A], food[B],ok\n");
+    let err = read_e2e(&p).unwrap_err().to_string();
+    assert!(
+        err.contains("open.csv:2: expected the quoted field opened on line 2 to be closed, found the end of the file"),
+        "{err}"
+    );
+    let p = write(
+        "open2.csv",
+        b"mr,ref\n\"name[A]\",ok\n\"name[B], food[C],bad\n\"name[D]\",fine\n\"name[E]\",fine\n",
+    );
+    let err = read_e2e(&p).unwrap_err().to_string();
+    assert!(
+        err.contains("open2.csv:3: expected the quoted field opened on line 3"),
+        "{err}"
+    );
     let p = write("header.csv", b"meaning,text\n\"name[A]\",ok\n");
     let err = read_e2e(&p).unwrap_err().to_string();
     assert!(

@@ -81,6 +81,6 @@ pub use decoder::{CausalLm, DecoderModel, KvCache};
 pub use error::{Error, Result};
 pub use generate::{Generation, GenerationConfig, generate};
 pub use layers::AttentionImpl;
-pub use load::{LoadOptions, gguf_file, load_model, tokenizer_path};
+pub use load::{LoadOptions, check_model, gguf_file, load_model, tokenizer_path};
 pub use model::{IGNORE_INDEX, Model, ModelInput, ModelOutput, Task};
 pub use weights::{LoadReport, SafeTensorStore, TensorSource, WeightLoader, write_safetensors};

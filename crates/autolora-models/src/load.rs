@@ -94,6 +94,21 @@ pub fn load_model(dir: &Path, task: Task, options: &LoadOptions) -> Result<Box<d
     }
 }
 
+/// Checks, without reading any weights, that `dir` holds a model [`load_model`] can load: a
+/// GGUF file whose header and metadata parse, or a `config.json` of a supported architecture
+/// beside safetensors files whose headers parse. Cheap, so a command can report a broken
+/// model before it spends time on the data.
+pub fn check_model(dir: &Path) -> Result<()> {
+    if let Some(file) = gguf_file(dir) {
+        let gguf = crate::gguf::GgufFile::open(&file)?;
+        crate::gguf::config_from_metadata(&gguf)?;
+        return Ok(());
+    }
+    RawConfig::read_dir(dir)?.architecture()?;
+    SafeTensorStore::open_dir(dir)?;
+    Ok(())
+}
+
 /// The GGUF file `path` names: the path itself if it is a `.gguf` file, else the only `.gguf`
 /// file of a directory that has no `config.json` (the rule [`load_model`] follows; `None`
 /// for a Hugging Face folder).
