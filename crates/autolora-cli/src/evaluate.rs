@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use autolora_models::{IGNORE_INDEX, Model};
 use tch::{Kind, Tensor};
 
+use crate::batches::DeviceBatch;
 use crate::session::Session;
 use crate::task::{EvalSet, TaskSpec};
 
@@ -29,13 +30,16 @@ pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeM
     }
     match spec {
         TaskSpec::Tagging { labels } => {
-            let (gold, predicted) = tagging_predictions(model, set, labels)?;
+            let (gold, predicted) = tagging_predictions(set, labels, |batch| {
+                Ok(logits(model, batch)?.argmax(-1, false))
+            })?;
             let s = autolora_data::metrics::entity_scores(&predicted, &gold)?.overall;
+            let truncated_words: usize = set.cut_tags.iter().map(Vec::len).sum();
             let mut out = BTreeMap::new();
             out.insert("entity_f1".to_string(), s.f1);
             out.insert("precision".to_string(), s.precision);
             out.insert("recall".to_string(), s.recall);
-            out.insert("truncated_words".to_string(), set.truncated_words as f64);
+            out.insert("truncated_words".to_string(), truncated_words as f64);
             Ok(out)
         }
         TaskSpec::Classification { glue, .. } => {
@@ -72,6 +76,14 @@ pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeM
     }
 }
 
+/// The task head's output on a batch.
+fn logits(model: &dyn Model, batch: &DeviceBatch) -> Result<Tensor> {
+    model
+        .forward_t(&batch.input(), false)?
+        .logits
+        .ok_or_else(|| anyhow::anyhow!("the model has no task head"))
+}
+
 /// Per-example predictions (`reduce` turns the logits into one value per example) and gold
 /// labels, as f64.
 fn sequence_outputs(
@@ -81,10 +93,7 @@ fn sequence_outputs(
 ) -> Result<(Vec<f64>, Vec<f64>)> {
     let (mut predicted, mut gold) = (Vec::new(), Vec::new());
     for batch in &set.batches {
-        let out = model.forward_t(&batch.input(), false)?;
-        let logits = out
-            .logits
-            .ok_or_else(|| anyhow::anyhow!("the model has no task head"))?;
+        let logits = logits(model, batch)?;
         let cpu = |t: Tensor| {
             Vec::<f64>::try_from(
                 t.to_device(tch::Device::Cpu)
@@ -101,20 +110,19 @@ fn sequence_outputs(
 /// One sentence's tags.
 type Tags = Vec<String>;
 
-/// Word-level gold and predicted tags: the positions the labels mark (first sub-token of
-/// each word), in example order.
+/// Word-level gold and predicted tags of every sentence, in batch order: the positions the
+/// labels mark (first sub-token of each word), then the words truncation cut, predicted "O".
+/// So an entity cut off counts as missed and one cut short as wrong, as conlleval and seqeval
+/// score the whole sentence. `predict` gives a batch's label ids, [b, s].
 fn tagging_predictions(
-    model: &dyn Model,
     set: &EvalSet,
     labels: &[String],
+    predict: impl Fn(&DeviceBatch) -> Result<Tensor>,
 ) -> Result<(Vec<Tags>, Vec<Tags>)> {
     let (mut gold, mut predicted) = (Vec::new(), Vec::new());
+    let mut cut_tags = set.cut_tags.iter();
     for batch in &set.batches {
-        let out = model.forward_t(&batch.input(), false)?;
-        let logits = out
-            .logits
-            .ok_or_else(|| anyhow::anyhow!("the model has no task head"))?;
-        let pred = logits.argmax(-1, false).to_kind(Kind::Int64);
+        let pred = predict(batch)?.to_kind(Kind::Int64);
         let (b, s) = (pred.size()[0], pred.size()[1]);
         let pred = rows(&pred, b, s)?;
         let gold_ids = rows(&batch.labels, b, s)?;
@@ -128,6 +136,11 @@ fn tagging_predictions(
                 g_tags.push(labels[g as usize].clone());
                 p_tags.push(labels[p as usize].clone());
             }
+            let cut = cut_tags
+                .next()
+                .context("a batch row without its cut tags")?;
+            g_tags.extend(cut.iter().map(|&g| labels[g as usize].clone()));
+            p_tags.resize(g_tags.len(), "O".to_string());
             gold.push(g_tags);
             predicted.push(p_tags);
         }
@@ -140,4 +153,69 @@ fn rows(t: &Tensor, b: i64, s: i64) -> Result<Vec<Vec<i64>>> {
     Ok((0..b as usize)
         .map(|i| flat[i * s as usize..(i + 1) * s as usize].to_vec())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use autolora_data::metrics::entity_scores;
+    use tch::Device;
+
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::task::TaskData;
+
+    /// Two sentences. At 7 tokens ([CLS], 5 words, [SEP]; every word is one token of the tiny
+    /// vocabulary) the first loses "Labs in Oslo .": ORG "Nordic Media Labs" is cut short,
+    /// LOC "Oslo" cut off. The second fits, and is shorter, so it comes first in its batch.
+    const SENTENCES: &str = "\
+Maria NNP B-NP B-PER
+Costa NNP I-NP I-PER
+visited VBD B-VP O
+Nordic NNP B-NP B-ORG
+Media NNP I-NP I-ORG
+Labs NNP I-NP I-ORG
+in IN B-PP O
+Oslo NNP B-NP B-LOC
+. . O O
+
+Anna NNP B-NP B-PER
+Berg NNP I-NP I-PER
+left VBD B-VP O
+. . O O
+
+";
+
+    #[test]
+    fn words_cut_by_truncation_are_scored_as_missed() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        std::fs::write(dir.path().join("train.txt"), SENTENCES.repeat(4))?;
+        for file in ["valid.txt", "test.txt"] {
+            std::fs::write(dir.path().join(file), SENTENCES)?;
+        }
+        let mut config = RunConfig::default();
+        config.task.name = "conll".into();
+        config.task.data_dir = Some(dir.path().to_path_buf());
+        config.task.max_length = 7;
+        let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
+        let data = TaskData::load(&config, &model_dir, Device::Cpu)?;
+        let TaskSpec::Tagging { labels } = &data.spec else {
+            panic!("CoNLL is a tagging task");
+        };
+        // Every word the model sees predicted right.
+        let (gold, predicted) = tagging_predictions(&data.evals[1], labels, |batch| {
+            Ok(batch.labels.clamp_min(0))
+        })?;
+        assert_eq!(gold[1][5..], ["I-ORG", "O", "B-LOC", "O"]);
+        assert_eq!(predicted[1][5..], ["O"; 4]);
+        let s = entity_scores(&predicted, &gold)?.overall;
+        // seqeval 1.2.2 on the whole sentences, the cut words predicted O: 4 gold entities,
+        // 3 predicted, 2 right (the two PER).
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(s.precision, 2.0 / 3.0), "precision {}", s.precision);
+        assert!(close(s.recall, 0.5), "recall {}", s.recall);
+        assert!(close(s.f1, 4.0 / 7.0), "f1 {}", s.f1);
+        Ok(())
+    }
 }

@@ -6,10 +6,13 @@
 //! batches are padded to their own longest example and truncation is counted explicitly.
 //!
 //! Word-level tags are aligned to the first sub-token of each word; the other sub-tokens and
-//! the special tokens get [`IGNORE_INDEX`], which the loss skips.
+//! the special tokens get [`IGNORE_INDEX`], which the loss skips. Pre-split words are encoded
+//! as transformers encodes them with `is_split_into_words=True` (and `add_prefix_space=True`
+//! for byte-level BPE, which it requires there).
 
 use std::path::{Path, PathBuf};
 
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{Tokenizer, TruncationParams, TruncationStrategy};
 
 use crate::conll::TaggedSentence;
@@ -27,12 +30,50 @@ const PAD_TOKENS: &[&str] = &["[PAD]", "<pad>", "<|padding|>"];
 #[derive(Clone)]
 pub struct TextTokenizer {
     path: PathBuf,
+    /// For sentences and pairs.
+    text: Limited,
+    /// For pre-split words, where they need another pre-tokenizer (see [`words_pre_tokenizer`]).
+    words: Option<Limited>,
+    max_len: usize,
+    pad_id: u32,
+}
+
+/// A tokenizer as is and truncating to the maximum length.
+#[derive(Clone)]
+struct Limited {
     /// Never truncates: used first, to see whether an example fits.
     full: Tokenizer,
     /// Truncates to `max_len` (longest-first for pairs): used for examples that do not fit.
     truncating: Tokenizer,
-    max_len: usize,
-    pad_id: u32,
+}
+
+impl Limited {
+    fn new(full: Tokenizer, max_len: usize) -> tokenizers::Result<Self> {
+        let mut truncating = full.clone();
+        truncating.with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            ..TruncationParams::default()
+        }))?;
+        Ok(Limited { full, truncating })
+    }
+}
+
+/// Byte-level BPE (RoBERTa, GPT-2) reads a word's leading space as part of it (`Ġword`, not
+/// `word`, is the form words take in running text), and a pre-split word has none. Hence
+/// transformers requires `add_prefix_space=True` for pre-tokenized input there, which turns it
+/// on in the pre-tokenizer: every word, the first included, is encoded as if a space preceded
+/// it. `None` where words need nothing (WordPiece, or byte-level that already adds the space).
+fn words_pre_tokenizer(tokenizer: &Tokenizer) -> Option<PreTokenizerWrapper> {
+    match tokenizer.get_pre_tokenizer() {
+        Some(PreTokenizerWrapper::ByteLevel(byte_level)) if !byte_level.add_prefix_space => {
+            let mut byte_level = *byte_level;
+            byte_level.add_prefix_space = true;
+            Some(byte_level.into())
+        }
+        _ => None,
+    }
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -69,6 +110,10 @@ pub struct Encoded {
     pub target: Target,
     /// Whether the example was cut to the maximum length.
     pub truncated: bool,
+    /// Tag ids of the words truncation cut (the end of a tagged sentence), in order; empty
+    /// when nothing was cut and for untagged examples. Kept so evaluation scores them as
+    /// missed, as conlleval and seqeval on the whole sentence do.
+    pub cut_tags: Vec<i64>,
 }
 
 impl Encoded {
@@ -132,19 +177,18 @@ impl TextTokenizer {
         }
         full.with_padding(None);
         full.with_truncation(None).map_err(tokenizer_error)?;
-        let mut truncating = full.clone();
-        truncating
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                ..TruncationParams::default()
-            }))
-            .map_err(tokenizer_error)?;
+        let words = match words_pre_tokenizer(&full) {
+            Some(pre_tokenizer) => {
+                let mut words = full.clone();
+                words.with_pre_tokenizer(Some(pre_tokenizer));
+                Some(Limited::new(words, max_len).map_err(tokenizer_error)?)
+            }
+            None => None,
+        };
         Ok(TextTokenizer {
             path: path.to_path_buf(),
-            full,
-            truncating,
+            text: Limited::new(full, max_len).map_err(tokenizer_error)?,
+            words,
             max_len,
             pad_id,
         })
@@ -168,10 +212,10 @@ impl TextTokenizer {
 
     /// The underlying tokenizer (no padding, no truncation).
     pub fn inner(&self) -> &Tokenizer {
-        &self.full
+        &self.text.full
     }
 
-    fn encode<'s, E>(&self, input: E) -> Result<(tokenizers::Encoding, bool)>
+    fn encode<'s, E>(&self, tokenizer: &Limited, input: E) -> Result<(tokenizers::Encoding, bool)>
     where
         E: Into<tokenizers::EncodeInput<'s>> + Clone,
     {
@@ -179,31 +223,32 @@ impl TextTokenizer {
             path: self.path.clone(),
             source,
         };
-        let encoding = self.full.encode(input.clone(), true).map_err(err)?;
+        let encoding = tokenizer.full.encode(input.clone(), true).map_err(err)?;
         if encoding.len() <= self.max_len {
             return Ok((encoding, false));
         }
-        let encoding = self.truncating.encode(input, true).map_err(err)?;
+        let encoding = tokenizer.truncating.encode(input, true).map_err(err)?;
         Ok((encoding, true))
     }
 
     /// Tokenizes a sentence or a sentence pair.
     pub fn encode_text(&self, text_a: &str, text_b: Option<&str>) -> Result<Encoded> {
         let (encoding, truncated) = match text_b {
-            Some(b) => self.encode((text_a, b))?,
-            None => self.encode(text_a)?,
+            Some(b) => self.encode(&self.text, (text_a, b))?,
+            None => self.encode(&self.text, text_a)?,
         };
         Ok(Encoded {
             input_ids: encoding.get_ids().to_vec(),
             token_type_ids: encoding.get_type_ids().to_vec(),
             target: Target::None,
             truncated,
+            cut_tags: Vec::new(),
         })
     }
 
     /// Tokenizes pre-split words and aligns one label per word to the first sub-token of each
-    /// word. Returns the example and how many words lost their label to truncation.
-    pub fn encode_words(&self, words: &[String], word_labels: &[i64]) -> Result<(Encoded, usize)> {
+    /// word; the labels of the words truncation cut go to [`Encoded::cut_tags`].
+    pub fn encode_words(&self, words: &[String], word_labels: &[i64]) -> Result<Encoded> {
         if words.len() != word_labels.len() {
             return Err(Error::invalid(
                 "tagged sentence",
@@ -211,28 +256,31 @@ impl TextTokenizer {
                 format!("{} labels", word_labels.len()),
             ));
         }
-        let (encoding, truncated) = self.encode(words)?;
+        let tokenizer = self.words.as_ref().unwrap_or(&self.text);
+        let (encoding, truncated) = self.encode(tokenizer, words)?;
         let mut labels = Vec::with_capacity(encoding.len());
         let mut previous = None;
-        let mut labelled = 0;
         for &word in encoding.get_word_ids() {
-            let label = match word {
-                Some(w) if previous != Some(w) => {
-                    labelled += 1;
-                    word_labels[w as usize]
-                }
+            labels.push(match word {
+                Some(w) if previous != Some(w) => word_labels[w as usize],
                 _ => IGNORE_INDEX,
-            };
-            labels.push(label);
+            });
             previous = word;
         }
-        let encoded = Encoded {
+        // Truncation cuts the end: the words after the last one encoded.
+        let kept = encoding
+            .get_word_ids()
+            .iter()
+            .flatten()
+            .max()
+            .map_or(0, |&w| w as usize + 1);
+        Ok(Encoded {
             input_ids: encoding.get_ids().to_vec(),
             token_type_ids: encoding.get_type_ids().to_vec(),
             target: Target::Tokens(labels),
             truncated,
-        };
-        Ok((encoded, words.len() - labelled))
+            cut_tags: word_labels[kept..].to_vec(),
+        })
     }
 
     /// Tokenizes sentence(-pair) examples.
@@ -279,9 +327,9 @@ impl TextTokenizer {
                         .map(|id| id as i64)
                 })
                 .collect::<Result<Vec<i64>>>()?;
-            let (encoded, lost) = self.encode_words(&sentence.tokens, &ids)?;
+            let encoded = self.encode_words(&sentence.tokens, &ids)?;
             truncated += usize::from(encoded.truncated);
-            truncated_words += lost;
+            truncated_words += encoded.cut_tags.len();
             out.push(encoded);
         }
         report_truncation(&self.path, truncated, out.len(), self.max_len);
