@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
 from safetensors.torch import save_file
 from transformers import (
     GPT2Config,
@@ -172,6 +171,10 @@ def peft_fixture(base, name, config, seed, ids, mask, types=None, prompt=None):
     """Wraps `base` in a PEFT LoRA model with perturbed factors and saves the adapter as
     fixture `name` with its forward references, and with `prompt` its generation references
     (the cache path with LoRA active)."""
+    # Imported here, not at the top: gen_parity_v5.py reuses this module's helpers under
+    # transformers 5, in an environment without peft.
+    from peft import get_peft_model
+
     torch.manual_seed(seed)
     peft_model = get_peft_model(base, config)
     perturb_lora(peft_model, seed)
@@ -187,6 +190,8 @@ def peft_fixture(base, name, config, seed, ids, mask, types=None, prompt=None):
 
 
 def lora_config(task_type, targets, rank_pattern, **kw):
+    from peft import LoraConfig
+
     return LoraConfig(
         r=4,
         lora_alpha=8,
