@@ -10,7 +10,7 @@
 use autolora_core::LoraLinear;
 use tch::{Kind, Tensor};
 
-use crate::config::{RawConfig, require_multiple, require_positive};
+use crate::config::{Implemented, RawConfig, require_multiple, require_positive};
 use crate::layers::{
     Activation, AttentionImpl, Embedding, HeadRng, LayerNorm, attention, dropout, init_linear,
     padding_mask_bias,
@@ -37,9 +37,6 @@ fn default_init_range() -> f64 {
 }
 fn default_ln_eps() -> f64 {
     1e-12
-}
-fn default_position_type() -> String {
-    "absolute".into()
 }
 
 /// A BERT or RoBERTa `config.json` (Hugging Face field names; optional ones default as in
@@ -80,9 +77,6 @@ pub struct BertConfig {
     /// Padding token id (RoBERTa's position ids are offset by it).
     #[serde(default)]
     pub pad_token_id: Option<i64>,
-    /// Only `"absolute"` is supported.
-    #[serde(default = "default_position_type")]
-    pub position_embedding_type: String,
     /// Dropout before the classifier; `hidden_dropout_prob` when absent.
     #[serde(default)]
     pub classifier_dropout: Option<f64>,
@@ -98,9 +92,24 @@ impl BertConfig {
         "intermediate_size",
     ];
 
+    /// The keys besides [`REQUIRED`](Self::REQUIRED) that `transformers`' `modeling_bert`
+    /// and `modeling_roberta` compute with, and the values implemented:
+    /// `position_embedding_type` is gone from `transformers` 5 (whose BERT is absolute only)
+    /// but 4.x computes relative ones; `is_decoder` makes the self-attention causal. The
+    /// dropouts and `initializer_range` only matter in training.
+    pub const COMPUTATION_KEYS: &'static [(&'static str, Implemented)] = &[
+        ("hidden_act", Implemented::OneOf(Activation::HF_NAMES)),
+        ("layer_norm_eps", Implemented::Any),
+        ("max_position_embeddings", Implemented::Any),
+        ("type_vocab_size", Implemented::Any),
+        ("pad_token_id", Implemented::Any),
+        ("position_embedding_type", Implemented::OneOf(&["absolute"])),
+        ("is_decoder", Implemented::Only(false)),
+    ];
+
     /// Parses and validates a raw config.
     pub fn from_raw(raw: &RawConfig) -> Result<Self> {
-        raw.parse_checked(Self::REQUIRED, |c: &BertConfig| {
+        raw.parse_checked(Self::REQUIRED, Self::COMPUTATION_KEYS, |c: &BertConfig| {
             require_multiple(
                 ("hidden_size", c.hidden_size),
                 ("num_attention_heads", c.num_attention_heads),
@@ -112,14 +121,7 @@ impl BertConfig {
                 ("intermediate_size", c.intermediate_size),
                 ("max_position_embeddings", c.max_position_embeddings),
                 ("type_vocab_size", c.type_vocab_size),
-            ])?;
-            if c.position_embedding_type != "absolute" {
-                return Err(format!(
-                    "position_embedding_type {:?} is not supported (only \"absolute\")",
-                    c.position_embedding_type
-                ));
-            }
-            Ok(())
+            ])
         })
     }
 

@@ -2,8 +2,10 @@
 //!
 //! Each architecture has its own config struct with the Hugging Face field names (see
 //! [`crate::bert::BertConfig`]); this module reads the JSON once, checks that the fields an
-//! architecture cannot do without are present (all missing ones are named in one error), and
-//! deserializes.
+//! architecture cannot do without are present (all missing ones are named in one error), that
+//! the keys its computation depends on hold values this crate implements (each architecture
+//! lists them as `COMPUTATION_KEYS`; anything else is [`Error::UnsupportedConfig`], never a
+//! silent default), and deserializes.
 
 use std::path::{Path, PathBuf};
 
@@ -81,6 +83,22 @@ impl std::fmt::Display for Architecture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.model_type())
     }
+}
+
+/// Which values of a config key the computation depends on are implemented.
+///
+/// Each architecture lists as `COMPUTATION_KEYS` the keys its `transformers` modeling code
+/// computes with (beyond the required sizes), each with the values implemented: one list to
+/// compare with a new `transformers` release. [`RawConfig::check_implemented`] refuses the
+/// other values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implemented {
+    /// Every value of the key's type (read into the architecture's config struct).
+    Any,
+    /// These strings only.
+    OneOf(&'static [&'static str]),
+    /// This boolean only.
+    Only(bool),
 }
 
 /// A parsed `config.json`, not yet tied to an architecture.
@@ -203,18 +221,62 @@ impl RawConfig {
         })
     }
 
+    /// Errors on the first of `keys` whose value is not implemented. Absent and `null` keys
+    /// are fine: they take `transformers`' defaults, which are implemented.
+    pub fn check_implemented(&self, keys: &[(&str, Implemented)]) -> Result<()> {
+        for &(key, implemented) in keys {
+            let Some(value) = self.fields.get(key).filter(|v| !v.is_null()) else {
+                continue;
+            };
+            let supported = match implemented {
+                Implemented::Any => continue,
+                Implemented::OneOf(names) if value.as_str().is_some_and(|s| names.contains(&s)) => {
+                    continue;
+                }
+                Implemented::OneOf(names) => names.join(", "),
+                Implemented::Only(b) if value.as_bool() == Some(b) => continue,
+                Implemented::Only(b) => b.to_string(),
+            };
+            return Err(self.unsupported(key, value, supported));
+        }
+        Ok(())
+    }
+
+    /// [`Error::UnsupportedConfig`] for `key` = `value` in this file.
+    pub(crate) fn unsupported(
+        &self,
+        key: impl Into<String>,
+        value: &Value,
+        supported: impl Into<String>,
+    ) -> Error {
+        Error::UnsupportedConfig {
+            path: self.path.clone(),
+            key: key.into(),
+            value: value.to_string(),
+            supported: supported.into(),
+        }
+    }
+
+    /// [`Error::BadConfig`] naming this file.
+    pub(crate) fn bad(&self, what: impl Into<String>) -> Error {
+        Error::BadConfig {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    /// [`check_implemented`](Self::check_implemented) with `implemented`,
     /// [`parse_as`](Self::parse_as), then `check`: what it returns as wrong becomes a
     /// [`Error::BadConfig`] naming this file.
     pub(crate) fn parse_checked<T: DeserializeOwned>(
         &self,
         required: &[&str],
+        implemented: &[(&str, Implemented)],
         check: impl FnOnce(&T) -> std::result::Result<(), String>,
     ) -> Result<T> {
+        self.check_implemented(implemented)?;
         let config = self.parse_as(required)?;
-        check(&config).map_err(|what| Error::BadConfig {
-            path: self.path.clone(),
-            what,
-        })?;
+        check(&config).map_err(|what| self.bad(what))?;
         Ok(config)
     }
 }

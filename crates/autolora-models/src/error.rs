@@ -106,6 +106,20 @@ pub enum Error {
         /// What is missing or wrong (names the fields).
         what: String,
     },
+    /// A config key the computation depends on holds a value this crate does not implement
+    /// (a rotary scaling type, an activation, a causal BERT): refused rather than computed
+    /// some other way.
+    #[error("{path}: {key} = {value} is not implemented (supported: {supported})")]
+    UnsupportedConfig {
+        /// config.json (or the GGUF file whose metadata it came from).
+        path: PathBuf,
+        /// The key as written in the file (`rope_parameters.rope_type`, `hidden_act`, ...).
+        key: String,
+        /// The value found (JSON text for a config.json).
+        value: String,
+        /// What is implemented.
+        supported: String,
+    },
     /// A setting given by the caller is invalid (a LoRA target that matches nothing, ...).
     #[error("invalid {what}: {why}")]
     InvalidArgument {

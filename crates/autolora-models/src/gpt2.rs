@@ -9,7 +9,7 @@
 use autolora_core::LoraLinear;
 use tch::{Kind, Tensor};
 
-use crate::config::{Architecture, RawConfig, require_multiple, require_positive};
+use crate::config::{Architecture, Implemented, RawConfig, require_multiple, require_positive};
 use crate::decoder::{
     BodyInput, DecoderBody, DecoderModel, DecoderSpec, HeadSpec, KvCache, TokenIds,
 };
@@ -96,9 +96,27 @@ impl Gpt2Config {
     pub const REQUIRED: &'static [&'static str] =
         &["vocab_size", "n_positions", "n_embd", "n_layer", "n_head"];
 
+    /// The keys besides [`REQUIRED`](Self::REQUIRED) that `transformers`' `modeling_gpt2`
+    /// computes with, and the values implemented. `reorder_and_upcast_attn` changes only the
+    /// precision of half-precision attention (this crate computes in f32 or f64); the
+    /// dropouts and `initializer_range` only matter in training; `add_cross_attention` only
+    /// with an encoder, whose tensors the loader would report as unexpected.
+    pub const COMPUTATION_KEYS: &'static [(&'static str, Implemented)] = &[
+        ("n_inner", Implemented::Any),
+        (
+            "activation_function",
+            Implemented::OneOf(Activation::HF_NAMES),
+        ),
+        ("layer_norm_epsilon", Implemented::Any),
+        ("scale_attn_weights", Implemented::Any),
+        ("scale_attn_by_inverse_layer_idx", Implemented::Any),
+        ("reorder_and_upcast_attn", Implemented::Any),
+        ("tie_word_embeddings", Implemented::Any),
+    ];
+
     /// Parses and validates a raw config.
     pub fn from_raw(raw: &RawConfig) -> Result<Self> {
-        raw.parse_checked(Self::REQUIRED, |c: &Gpt2Config| {
+        raw.parse_checked(Self::REQUIRED, Self::COMPUTATION_KEYS, |c: &Gpt2Config| {
             require_multiple(("n_embd", c.n_embd), ("n_head", c.n_head))?;
             require_positive(&[
                 ("vocab_size", c.vocab_size),

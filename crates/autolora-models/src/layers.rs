@@ -35,6 +35,19 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The Hugging Face names that deserialize to an activation (what `hidden_act` or
+    /// `activation_function` may hold).
+    pub const HF_NAMES: &'static [&'static str] = &[
+        "gelu",
+        "gelu_new",
+        "gelu_pytorch_tanh",
+        "gelu_fast",
+        "relu",
+        "silu",
+        "swish",
+        "tanh",
+    ];
+
     /// Applies the activation.
     pub fn forward(self, x: &Tensor) -> Tensor {
         match self {
@@ -414,5 +427,8 @@ mod tests {
         assert_eq!(parse("gelu"), Activation::Gelu);
         assert_eq!(parse("gelu_new"), Activation::GeluTanh);
         assert_eq!(parse("swish"), Activation::Silu);
+        for name in Activation::HF_NAMES {
+            parse(name);
+        }
     }
 }

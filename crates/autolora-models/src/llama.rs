@@ -12,7 +12,7 @@ use tch::{Kind, Tensor};
 
 use crate::Result;
 use crate::bert::load_linear;
-use crate::config::{Architecture, RawConfig, require_multiple, require_positive};
+use crate::config::{Architecture, Implemented, RawConfig, require_multiple, require_positive};
 use crate::decoder::{
     BodyInput, DecoderBody, DecoderModel, DecoderSpec, HeadSpec, KvCache, TokenIds,
 };
@@ -20,7 +20,7 @@ use crate::layers::{Activation, AttentionImpl, Embedding, RmsNorm, attention};
 use crate::load::LoadOptions;
 use crate::model::Task;
 use crate::named_linears::{BlockLinears, stack_linears, stack_linears_mut};
-use crate::rope::{self, RopeScaling, Rotary};
+use crate::rope::{self, RopeConfig, Rotary};
 use crate::weights::{TensorSource, WeightLoader};
 
 fn default_act() -> Activation {
@@ -32,16 +32,14 @@ fn default_max_positions() -> i64 {
 fn default_eps() -> f64 {
     1e-6
 }
-fn default_theta() -> f64 {
-    10000.0
-}
 fn default_init_range() -> f64 {
     0.02
 }
 
 /// A Llama `config.json` (Hugging Face field names; optional ones default as in
-/// `transformers`).
-#[derive(Debug, Clone, serde::Deserialize, serde::Serialize)]
+/// `transformers`). Build it with [`from_raw`](Self::from_raw). Not `Serialize`: it holds
+/// the rotary settings resolved from either dialect, not the keys they came from.
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct LlamaConfig {
     /// Vocabulary size.
     pub vocab_size: i64,
@@ -69,12 +67,11 @@ pub struct LlamaConfig {
     /// RMSNorm epsilon.
     #[serde(default = "default_eps")]
     pub rms_norm_eps: f64,
-    /// Rotary base.
-    #[serde(default = "default_theta")]
-    pub rope_theta: f64,
-    /// Rotary frequency rescaling (`linear`, `llama3`).
-    #[serde(default)]
-    pub rope_scaling: Option<RopeScaling>,
+    /// Rotary base and rescaling, read from either config dialect by
+    /// [`RopeConfig::from_raw`] in [`from_raw`](Self::from_raw) (serde alone would leave
+    /// the default).
+    #[serde(skip)]
+    pub rope: RopeConfig,
     /// Whether the q/k/v/o projections have biases.
     #[serde(default)]
     pub attention_bias: bool,
@@ -114,9 +111,28 @@ impl LlamaConfig {
         "num_attention_heads",
     ];
 
+    /// The keys besides [`REQUIRED`](Self::REQUIRED) that `transformers`' `modeling_llama`
+    /// computes with, and the values implemented. The rotary keys (`rope_parameters`, or
+    /// `rope_theta` + `rope_scaling`, and `partial_rotary_factor`) are checked by
+    /// [`RopeConfig::from_raw`]. Not listed: `pretraining_tp` and `sliding_window`, which
+    /// Llama's modeling code does not read, and the dropouts and `initializer_range`, which
+    /// only matter in training.
+    pub const COMPUTATION_KEYS: &'static [(&'static str, Implemented)] = &[
+        ("hidden_act", Implemented::OneOf(Activation::HF_NAMES)),
+        ("rms_norm_eps", Implemented::Any),
+        ("num_key_value_heads", Implemented::Any),
+        ("head_dim", Implemented::Any),
+        ("attention_bias", Implemented::Any),
+        ("mlp_bias", Implemented::Any),
+        ("tie_word_embeddings", Implemented::Any),
+    ];
+
     /// Parses and validates a raw config.
     pub fn from_raw(raw: &RawConfig) -> Result<Self> {
-        raw.parse_checked(Self::REQUIRED, Self::validate)
+        let mut config: Self =
+            raw.parse_checked(Self::REQUIRED, Self::COMPUTATION_KEYS, Self::validate)?;
+        config.rope = RopeConfig::from_raw(raw, config.max_position_embeddings)?;
+        Ok(config)
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
@@ -271,7 +287,7 @@ impl LlamaBody {
             embed,
             layers,
             norm: RmsNorm::load(w, "norm", h, eps, kind)?,
-            rotary: Rotary::new(d, config.rope_theta, config.rope_scaling.as_ref())?,
+            rotary: Rotary::new(d, &config.rope)?,
             attention: AttentionImpl::Eager,
             kind,
         })

@@ -13,7 +13,7 @@ use autolora_models::gguf::load_gguf;
 use autolora_models::{
     Error, GenerationConfig, LoadOptions, ModelInput, Task, generate, load_model, write_safetensors,
 };
-use common::{copy_fixture, fixture, load, logits, reference, set_config};
+use common::{copy_fixture, fixture, load, logits, reference, set_config, unsupported_key};
 use tch::{Kind, Tensor};
 
 fn checkpoint(dir: &Path) -> Result<Vec<(String, Tensor)>> {
@@ -103,6 +103,61 @@ fn extra_layers_and_bad_configs_are_errors() -> Result<()> {
     std::fs::write(&config, text)?;
     let msg = load_err(tmp.path()).to_string();
     assert!(msg.contains("n_embd"), "{msg}");
+    Ok(())
+}
+
+/// Settings that change the computation and are not implemented are errors naming the key, in
+/// either config dialect: a rotary type, a rotary field that `transformers` would only warn
+/// about, a rotation of part of each head, an activation.
+#[test]
+fn unimplemented_decoder_settings_name_the_key() -> Result<()> {
+    let yarn = serde_json::json!({"rope_type": "yarn", "factor": 4.0, "rope_theta": 500000.0,
+        "original_max_position_embeddings": 16});
+    let llama3_with_attention_factor = serde_json::json!({"rope_type": "llama3", "factor": 8.0,
+        "low_freq_factor": 1.0, "high_freq_factor": 4.0, "original_max_position_embeddings": 16,
+        "rope_theta": 500000.0, "attention_factor": 1.5});
+    for (dir, key, value, named) in [
+        (
+            "llama-tiny-tf5",
+            "rope_parameters",
+            yarn,
+            "rope_parameters.rope_type",
+        ),
+        (
+            "llama-tiny-tf5",
+            "rope_parameters",
+            llama3_with_attention_factor,
+            "rope_parameters.attention_factor",
+        ),
+        (
+            "llama-tiny-gqa",
+            "rope_scaling",
+            serde_json::json!({"type": "dynamic", "factor": 2.0}),
+            "rope_scaling.type",
+        ),
+        (
+            "llama-tiny-gqa",
+            "partial_rotary_factor",
+            0.5.into(),
+            "partial_rotary_factor",
+        ),
+        (
+            "llama-tiny-gqa",
+            "hidden_act",
+            "gelu_10".into(),
+            "hidden_act",
+        ),
+        (
+            "gpt2-tiny-lm",
+            "activation_function",
+            "quick_gelu".into(),
+            "activation_function",
+        ),
+    ] {
+        let tmp = copy_fixture(dir)?;
+        set_config(tmp.path(), key, value)?;
+        assert_eq!(unsupported_key(load_err(tmp.path())), named, "{dir}");
+    }
     Ok(())
 }
 
@@ -277,8 +332,9 @@ mod gguf_writer {
     }
 }
 
-/// The llama-tiny-gqa fixture written the way llama.cpp's converter would (F32 tensors).
-fn tiny_llama_gguf() -> Result<Vec<u8>> {
+/// The llama-tiny-gqa fixture written the way llama.cpp's converter would (F32 tensors), with
+/// `extra` metadata.
+fn tiny_llama_gguf(extra: Vec<(&str, gguf_writer::Meta)>) -> Result<Vec<u8>> {
     use gguf_writer::Meta;
     let (heads, kv_heads) = (4i64, 2i64);
     let mut tensors = Vec::new();
@@ -324,7 +380,7 @@ fn tiny_llama_gguf() -> Result<Vec<u8>> {
         .map(String::from)
         .chain((3..64).map(|i| format!("x{i}")))
         .collect();
-    let meta = vec![
+    let mut meta = vec![
         ("general.architecture", Meta::Str("llama".into())),
         ("llama.block_count", Meta::U32(2)),
         ("llama.context_length", Meta::U32(64)),
@@ -342,6 +398,7 @@ fn tiny_llama_gguf() -> Result<Vec<u8>> {
         ("tokenizer.ggml.eos_token_id", Meta::U32(2)),
         ("tokenizer.ggml.add_bos_token", Meta::Bool(false)),
     ];
+    meta.extend(extra);
     Ok(gguf_writer::write(&meta, &tensors))
 }
 
@@ -349,7 +406,7 @@ fn tiny_llama_gguf() -> Result<Vec<u8>> {
 fn gguf_layout_loads_to_the_same_model() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("tiny.gguf");
-    std::fs::write(&path, tiny_llama_gguf()?)?;
+    std::fs::write(&path, tiny_llama_gguf(vec![])?)?;
     let loaded = load_gguf(&path, Task::CausalLm, &LoadOptions::default())?;
     assert!(!loaded.model.lm_head_is_tied());
     assert_eq!(loaded.config.fields["num_key_value_heads"], 2);
@@ -372,7 +429,7 @@ fn gguf_layout_loads_to_the_same_model() -> Result<()> {
 
 #[test]
 fn truncated_and_unsupported_gguf_are_errors() -> Result<()> {
-    let bytes = tiny_llama_gguf()?;
+    let bytes = tiny_llama_gguf(vec![])?;
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("cut.gguf");
     // Cut in the header, in the metadata, in the tensor infos and in the data.
@@ -407,5 +464,47 @@ fn truncated_and_unsupported_gguf_are_errors() -> Result<()> {
         msg.contains("blk.1.ffn_up.weight") && msg.contains("Q4_K"),
         "{msg}"
     );
+    Ok(())
+}
+
+/// llama.cpp's linear rotary scaling becomes the config's `rope_scaling`; the rotary metadata
+/// that is not implemented is an error naming the key.
+#[test]
+fn gguf_rope_metadata() -> Result<()> {
+    use gguf_writer::Meta;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("rope.gguf");
+    let load = |extra| -> Result<_> {
+        std::fs::write(&path, tiny_llama_gguf(extra)?)?;
+        Ok(load_gguf(&path, Task::CausalLm, &LoadOptions::default()))
+    };
+    let linear = load(vec![
+        ("llama.rope.scaling.type", Meta::Str("linear".into())),
+        ("llama.rope.scaling.factor", Meta::F32(4.0)),
+    ])??;
+    assert_eq!(
+        linear.config.fields["rope_scaling"],
+        serde_json::json!({"rope_type": "linear", "factor": 4.0})
+    );
+    let none = load(vec![
+        ("llama.rope.scaling.type", Meta::Str("none".into())),
+        ("llama.rope.scaling.factor", Meta::F32(4.0)),
+    ])??;
+    assert!(!none.config.fields.contains_key("rope_scaling"));
+
+    let yarn = vec![("llama.rope.scaling.type", Meta::Str("yarn".into()))];
+    let attn = vec![("llama.rope.scaling.attn_factor", Meta::F32(1.5))];
+    let partial = vec![
+        ("llama.attention.key_length", Meta::U32(8)),
+        ("llama.rope.dimension_count", Meta::U32(4)),
+    ];
+    for (extra, key) in [
+        (yarn, "llama.rope.scaling.type"),
+        (attn, "llama.rope.scaling.attn_factor"),
+        (partial, "llama.rope.dimension_count"),
+    ] {
+        let err = load(extra)?.err().context("loaded")?;
+        assert_eq!(unsupported_key(err), key);
+    }
     Ok(())
 }

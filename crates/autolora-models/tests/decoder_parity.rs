@@ -1,7 +1,8 @@
 //! Numerical parity of GPT-2 and Llama with Hugging Face `transformers` and `peft` on the tiny
-//! random checkpoints made by `tests/reference/gen_parity.py`: hidden states, logits and loss
-//! of a padded batch, the logits of every cached greedy step, and the tokens of greedy and
-//! beam-search generation. Float32, eval mode; tolerance 1e-5 absolute.
+//! random checkpoints made by `tests/reference/gen_parity.py` (and, for a config written by
+//! `transformers` 5, `gen_parity_v5.py`): hidden states, logits and loss of a padded batch,
+//! the logits of every cached greedy step, and the tokens of greedy and beam-search
+//! generation. Float32, eval mode; tolerance 1e-5 absolute.
 
 mod common;
 
@@ -10,9 +11,13 @@ use std::collections::HashMap;
 use anyhow::{Context, Result, ensure};
 use autolora_models::peft::apply_peft_adapter;
 use autolora_models::{
-    AttentionImpl, CausalLm, GenerationConfig, Model, ModelInput, Task, generate,
+    AttentionImpl, CausalLm, GenerationConfig, LoadOptions, Model, ModelInput, Task, generate,
+    load_model,
 };
-use common::{assert_close, fixture, forward, head_param_names, load, reference};
+use common::{
+    ATOL, assert_close, copy_fixture, edit_config, fixture, forward, head_param_names, load,
+    logits, reference,
+};
 use tch::{Kind, Tensor};
 
 fn ids(t: &Tensor) -> Result<Vec<i64>> {
@@ -170,6 +175,50 @@ fn llama_grouped_query_untied() -> Result<()> {
 #[test]
 fn llama_tied_llama3_rope_with_biases() -> Result<()> {
     check_lm("llama-tiny-tied", None)?;
+    Ok(())
+}
+
+/// A Llama saved by `transformers` 5, whose config.json holds rope theta 500000 and the
+/// llama3 scaling in `rope_parameters`. The same settings in the 4.x dialect (`rope_theta`,
+/// `rope_scaling`) give the same logits; the default rotary settings, which is how this
+/// config read before `rope_parameters` was understood, do not.
+#[test]
+fn llama_saved_by_transformers_5() -> Result<()> {
+    let name = "llama-tiny-tf5";
+    check_lm(name, None)?;
+    let r = reference(name)?;
+    let tmp = copy_fixture(name)?;
+    let reload = || load_model(tmp.path(), Task::CausalLm, &LoadOptions::default());
+    edit_config(tmp.path(), |c| {
+        let mut rope = c
+            .remove("rope_parameters")
+            .expect("a transformers 5 config");
+        let theta = rope.as_object_mut().and_then(|p| p.remove("rope_theta"));
+        c.insert(
+            "rope_theta".into(),
+            theta.expect("rope_parameters.rope_theta"),
+        );
+        c.insert("rope_scaling".into(), rope);
+    })?;
+    assert_close(
+        "4.x dialect logits",
+        &logits(reload()?.as_ref(), &r)?,
+        &r["logits"],
+    )?;
+
+    edit_config(tmp.path(), |c| {
+        c.remove("rope_theta");
+        c.remove("rope_scaling");
+    })?;
+    let diff = (logits(reload()?.as_ref(), &r)? - &r["logits"])
+        .abs()
+        .max()
+        .double_value(&[]);
+    println!("default rotary settings: max |logit diff| = {diff:.3e}");
+    ensure!(
+        diff > 100.0 * ATOL,
+        "the rotary settings barely matter here: {diff:e}"
+    );
     Ok(())
 }
 

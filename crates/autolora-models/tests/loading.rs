@@ -11,6 +11,7 @@ use autolora_models::{
 };
 use common::{
     ENCODER_QUERY_VALUE, copy_fixture, edit_config, fixture, inputs, load, load_err, set_config,
+    unsupported_key,
 };
 use tch::{Kind, Tensor};
 
@@ -63,6 +64,23 @@ fn unknown_architecture_is_named() -> Result<()> {
         matches!(err, Error::UnknownArchitecture { ref found, .. } if found == "xlnet"),
         "{err}"
     );
+    Ok(())
+}
+
+/// A causal BERT (`is_decoder`, which `transformers` 5 writes), relative position embeddings
+/// (4.x) and an activation this crate lacks are errors naming the key, not silently absolute
+/// bidirectional GELU.
+#[test]
+fn unimplemented_encoder_settings_name_the_key() -> Result<()> {
+    for (key, value) in [
+        ("is_decoder", serde_json::json!(true)),
+        ("position_embedding_type", "relative_key".into()),
+        ("hidden_act", "quick_gelu".into()),
+    ] {
+        let tmp = copy_fixture("bert-tiny-tf5-seqcls")?;
+        set_config(tmp.path(), key, value)?;
+        assert_eq!(unsupported_key(load_err(tmp.path(), Task::Encoder)), key);
+    }
     Ok(())
 }
 

@@ -52,6 +52,18 @@ fn bert_sequence_classification() -> Result<()> {
     Ok(())
 }
 
+/// Saved by `transformers` 5 (`gen_parity_v5.py`): its config has `is_decoder: false` and no
+/// `position_embedding_type`.
+#[test]
+fn bert_saved_by_transformers_5() -> Result<()> {
+    check_model(
+        "bert-tiny-tf5-seqcls",
+        Task::SequenceClassification { num_labels: 3 },
+        "bert-tiny-tf5-seqcls",
+    )?;
+    Ok(())
+}
+
 #[test]
 fn bert_regression() -> Result<()> {
     check_model(

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value as Json, json};
 use tch::{Device, Kind, Tensor};
 
-use super::file::GgufFile;
+use super::file::{GgufFile, Value};
 use super::quant::dequantize;
 use crate::config::RawConfig;
 use crate::weights::TensorSource;
@@ -225,6 +225,9 @@ pub fn config_from_metadata(file: &GgufFile) -> Result<RawConfig> {
     .as_object()
     .cloned()
     .unwrap_or_default();
+    if let Some(scaling) = rope_scaling(file, head_dim)? {
+        fields.insert("rope_scaling".into(), scaling);
+    }
     for (gguf_key, hf_key) in [
         ("tokenizer.ggml.bos_token_id", "bos_token_id"),
         ("tokenizer.ggml.eos_token_id", "eos_token_id"),
@@ -241,6 +244,50 @@ pub fn config_from_metadata(file: &GgufFile) -> Result<RawConfig> {
         path: file.path().to_path_buf(),
         fields,
     })
+}
+
+/// The `rope_scaling` (4.x dialect, which every `transformers` reads) of llama.cpp's rotary
+/// metadata. llama.cpp divides positions by `rope.scaling.factor` (or the older
+/// `rope.scale_linear`) unless `rope.scaling.type` is `none`; its default type is `linear`.
+/// Refused: the other types (`yarn`, `longrope`), an `attn_factor` (it scales queries and
+/// keys), and a rotation of part of each head (`rope.dimension_count` below the head width).
+fn rope_scaling(file: &GgufFile, head_dim: i64) -> Result<Option<Json>> {
+    let meta = |key: &str| file.metadata.get(&format!("llama.{key}"));
+    let unsupported = |key: &str, value: &Value, supported: String| {
+        let value = match value.as_str() {
+            Some(s) => format!("{s:?}"),
+            None => value
+                .as_f64()
+                .map_or(format!("{value:?}"), |f| f.to_string()),
+        };
+        Error::UnsupportedConfig {
+            path: file.path().to_path_buf(),
+            key: format!("llama.{key}"),
+            value,
+            supported,
+        }
+    };
+    if let Some(v) = meta("rope.dimension_count")
+        && v.as_i64() != Some(head_dim)
+    {
+        let supported = format!("{head_dim}, the head width");
+        return Err(unsupported("rope.dimension_count", v, supported));
+    }
+    if let Some(v) = meta("rope.scaling.attn_factor")
+        && v.as_f64() != Some(1.0)
+    {
+        return Err(unsupported("rope.scaling.attn_factor", v, "1".into()));
+    }
+    let linear = meta("rope.scaling.factor")
+        .or_else(|| meta("rope.scale_linear"))
+        .and_then(Value::as_f64)
+        .filter(|f| *f != 0.0 && *f != 1.0)
+        .map(|factor| json!({"rope_type": "linear", "factor": factor}));
+    match meta("rope.scaling.type").map(|v| (v, v.as_str())) {
+        None | Some((_, Some("linear"))) => Ok(linear),
+        Some((_, Some("none"))) => Ok(None),
+        Some((v, _)) => Err(unsupported("rope.scaling.type", v, "none, linear".into())),
+    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,16 @@ pub fn load_err(dir: &Path, task: Task) -> Error {
     }
 }
 
+/// The key an [`Error::UnsupportedConfig`] names (its message is printed); panics on any other
+/// error.
+pub fn unsupported_key(err: Error) -> String {
+    println!("{err}");
+    match err {
+        Error::UnsupportedConfig { key, .. } => key,
+        other => panic!("expected an unsupported-config error, got: {other}"),
+    }
+}
+
 /// The inputs and reference outputs stored with fixture `name`.
 pub fn reference(name: &str) -> Result<HashMap<String, Tensor>> {
     let path = fixture(name).join("reference.safetensors");
