@@ -108,22 +108,16 @@ impl Checkpoint {
             .with_context(|| format!("the checkpoint has no tensor `{name}`"))
     }
 
-    /// Writes the checkpoint to `path` atomically (temporary file, then rename).
+    /// Writes the checkpoint to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir)?;
-        let tmp = dir.join(format!(
-            ".{}.partial",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ));
-        let mut named: Vec<(&str, &Tensor)> =
-            self.tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        named.sort_by_key(|(k, _)| *k);
-        Tensor::write_safetensors(&named, &tmp)
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path).with_context(|| format!("moving into {}", path.display()))?;
-        Ok(())
+        let mut named: Vec<(String, Tensor)> = self
+            .tensors
+            .iter()
+            .map(|(k, v)| (k.clone(), v.shallow_clone()))
+            .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        autolora_models::write_safetensors(path, &named)
+            .with_context(|| format!("writing checkpoint {}", path.display()))
     }
 
     /// Reads a checkpoint.

@@ -25,23 +25,29 @@ const PREFIXES: &[&str] = &["bert.", "roberta.", "transformer.", "model.", ""];
 /// Copies the run's adapter to `out` (PEFT format) and, with `merged`, writes the merged model.
 pub fn run(session: &Session, out: &Path, merged: Option<&Path>) -> Result<()> {
     let adapter = session.path(ADAPTER_DIR);
-    std::fs::create_dir_all(out)?;
-    for name in [
-        autolora_models::peft::ADAPTER_CONFIG,
-        autolora_models::peft::ADAPTER_WEIGHTS,
-    ] {
-        std::fs::copy(adapter.join(name), out.join(name)).with_context(|| {
-            format!(
-                "copying {} (run `autolora run` or `train` first)",
-                adapter.join(name).display()
-            )
-        })?;
-    }
+    // Copied into a staging folder and renamed into place whole, so `out` never holds a new
+    // config beside old weights.
+    autolora_data::atomic::write_dir(out, |staging| -> Result<()> {
+        for name in [
+            autolora_models::peft::ADAPTER_CONFIG,
+            autolora_models::peft::ADAPTER_WEIGHTS,
+        ] {
+            std::fs::copy(adapter.join(name), staging.join(name)).with_context(|| {
+                format!(
+                    "copying {} (run `autolora run` or `train` first)",
+                    adapter.join(name).display()
+                )
+            })?;
+        }
+        Ok(())
+    })?;
     println!("PEFT adapter written to {}", out.display());
     if let Some(dir) = merged {
         let mut model = session.load_model(AttentionImpl::Fused)?;
         apply_peft_adapter(model.as_mut(), &adapter)?;
-        write_merged(session, model.as_ref(), dir)?;
+        autolora_data::atomic::write_dir(dir, |staging| {
+            write_merged(session, model.as_ref(), staging)
+        })?;
         println!("merged model written to {}", dir.display());
     }
     Ok(())
@@ -85,7 +91,6 @@ fn write_merged(session: &Session, model: &dyn Model, dir: &Path) -> Result<()> 
             p.param.tensor().detach().to_device(Device::Cpu),
         ));
     }
-    std::fs::create_dir_all(dir)?;
     write_safetensors(&dir.join("model.safetensors"), &tensors)?;
 
     let config_path = session.model_dir.join("config.json");
@@ -114,7 +119,7 @@ fn write_merged(session: &Session, model: &dyn Model, dir: &Path) -> Result<()> 
         config["num_labels"] = 1.into();
         config["problem_type"] = "regression".into();
     }
-    crate::atomic::write(
+    autolora_data::atomic::write(
         &dir.join("config.json"),
         serde_json::to_string_pretty(&config)?.as_bytes(),
     )?;

@@ -7,16 +7,18 @@ use std::path::Path;
 use anyhow::{Result, anyhow};
 use plotters::prelude::*;
 
-/// Splits a module path into (layer index, module kind): the first all-digit component is
-/// the layer, the last component the kind, e.g. `encoder.layer.3.attention.self.query` ->
-/// (3, "query"). Modules without a layer index go to layer 0.
+/// Splits a module path into (layer index, role): the first all-digit component is the
+/// layer, everything after it the module's role within the layer, e.g.
+/// `encoder.layer.3.attention.output.dense` -> (3, "attention.output.dense"). The whole role is
+/// kept because its last component alone is ambiguous (BERT has three `dense` modules per
+/// layer, GPT-2 two `c_proj`). Modules without a layer index go to layer 0 under their full
+/// name.
 pub fn layer_and_kind(name: &str) -> (usize, String) {
-    let layer = name
-        .split('.')
-        .find_map(|part| part.parse::<usize>().ok())
-        .unwrap_or(0);
-    let kind = name.rsplit('.').next().unwrap_or(name).to_string();
-    (layer, kind)
+    let parts: Vec<&str> = name.split('.').collect();
+    match parts.iter().position(|p| p.parse::<usize>().is_ok()) {
+        Some(i) if i + 1 < parts.len() => (parts[i].parse().unwrap_or(0), parts[i + 1..].join(".")),
+        _ => (0, name.to_string()),
+    }
 }
 
 /// A grid of ranks: `cells[layer][kind]`.
@@ -42,19 +44,20 @@ impl RankGrid {
         RankGrid { kinds, cells }
     }
 
-    /// The grid as a text table (layers as rows).
+    /// The grid as a text table (layers as rows, one column per role, as wide as its name).
     pub fn to_table(&self) -> String {
+        let widths: Vec<usize> = self.kinds.iter().map(|k| k.len().max(5)).collect();
         let mut out = format!("{:>6}", "layer");
-        for kind in &self.kinds {
-            out += &format!(" {kind:>8}");
+        for (kind, w) in self.kinds.iter().zip(&widths) {
+            out += &format!(" {kind:>w$}");
         }
         out.push('\n');
         for (layer, row) in &self.cells {
             out += &format!("{layer:>6}");
-            for kind in &self.kinds {
+            for (kind, w) in self.kinds.iter().zip(&widths) {
                 match row.get(kind) {
-                    Some(rank) => out += &format!(" {rank:>8}"),
-                    None => out += &format!(" {:>8}", "-"),
+                    Some(rank) => out += &format!(" {rank:>w$}"),
+                    None => out += &format!(" {:>w$}", "-"),
                 }
             }
             out.push('\n');
@@ -64,8 +67,10 @@ impl RankGrid {
 
     /// Draws the heatmap as SVG (vector text needs no font files, unlike bitmaps).
     pub fn draw(&self, path: &Path, title: &str, max_rank: i64) -> Result<()> {
+        // Columns wide enough for the longest role name at about 7 px a character.
+        let longest = self.kinds.iter().map(String::len).max().unwrap_or(0) as u32;
         let (w, h) = (
-            140 + 90 * self.kinds.len() as u32,
+            140 + (7 * longest + 10).max(90) * self.kinds.len() as u32,
             90 + 34 * self.cells.len() as u32,
         );
         self.draw_on(
@@ -150,13 +155,37 @@ mod tests {
     fn module_paths_split_into_layer_and_kind() {
         assert_eq!(
             layer_and_kind("encoder.layer.3.attention.self.query"),
-            (3, "query".to_string())
+            (3, "attention.self.query".to_string())
         );
         assert_eq!(
-            layer_and_kind("h.11.attn.c_attn"),
-            (11, "c_attn".to_string())
+            layer_and_kind("h.11.attn.c_proj"),
+            (11, "attn.c_proj".to_string())
         );
         assert_eq!(layer_and_kind("classifier"), (0, "classifier".to_string()));
+    }
+
+    #[test]
+    fn modules_sharing_a_last_name_keep_their_own_cells() {
+        let names = [
+            "encoder.layer.0.attention.output.dense",
+            "encoder.layer.0.intermediate.dense",
+            "encoder.layer.0.output.dense",
+            "h.0.attn.c_proj",
+            "h.0.mlp.c_proj",
+        ];
+        let grid = RankGrid::new(names.iter().zip(1..).map(|(n, r)| (*n, r)));
+        assert_eq!(grid.kinds.len(), 5, "{:?}", grid.kinds);
+        let table = grid.to_table();
+        assert_eq!(
+            table
+                .lines()
+                .nth(1)
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>(),
+            ["0", "1", "2", "3", "4", "5"],
+            "{table}"
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The `autolora` command: AutoLoRA rank search, retraining, evaluation and export, driven by
 //! one TOML run file (see `config.rs`), with `--set key=value` overrides.
 
-mod atomic;
 mod batches;
 mod bench;
 mod checkpoint;
@@ -181,10 +180,10 @@ fn dispatch(command: Command) -> Result<()> {
             run::print_scores("LoRA", &outcome);
             // The scores as data, for scripts that compare runs.
             let entry = run::Entry::new("LoRA".into(), &outcome);
-            atomic::write(
+            Ok(autolora_data::atomic::write(
                 &session.path("result.json"),
                 serde_json::to_string_pretty(&entry)?.as_bytes(),
-            )
+            )?)
         }
         Command::Eval(args) => {
             let session = args.open_run()?;

@@ -15,7 +15,10 @@ pub fn reset(path: &Path) -> Result<()> {
 
 /// Appends one record.
 pub fn append(path: &Path, record: &impl Serialize) -> Result<()> {
-    crate::atomic::append_line(path, &serde_json::to_string(record)?)
+    Ok(autolora_data::atomic::append_line(
+        path,
+        &serde_json::to_string(record)?,
+    )?)
 }
 
 /// Drops records of steps at or after `step` (written after the checkpoint a resumed run
@@ -37,5 +40,5 @@ pub fn truncate_after(path: &Path, step: u64) -> Result<()> {
     if !out.is_empty() {
         out.push('\n');
     }
-    crate::atomic::write(path, out.as_bytes())
+    Ok(autolora_data::atomic::write(path, out.as_bytes())?)
 }

@@ -1,6 +1,7 @@
 //! `ranks.json`: the search's result as data (per module: rank, kept components, selection
 //! weights and how far they moved from uniform), and the `ranks` command's table and heatmap.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -27,6 +28,10 @@ pub struct RanksFile {
     pub selection: SelectionConfig,
     /// Per module, in model order.
     pub modules: Vec<ModuleSelection>,
+    /// LoRA parameters one unit of rank costs in each module (its input plus output
+    /// features), so allocations can be compared by size when modules differ in shape.
+    #[serde(default)]
+    pub params_per_rank: BTreeMap<String, i64>,
 }
 
 impl RanksFile {
@@ -36,14 +41,18 @@ impl RanksFile {
         lora: &LoraSettings,
         search: &SearchConfig,
     ) -> Result<Self> {
-        let weights = model
-            .adapted_layers()
-            .into_iter()
+        let layers = model.adapted_layers();
+        let weights = layers
+            .iter()
             .filter_map(|(name, layer)| {
                 let gate = layer.adapter()?.gate.as_ref()?;
-                Some(ModuleWeights::from_gate(name, gate))
+                Some(ModuleWeights::from_gate(name.clone(), gate))
             })
             .collect::<autolora_core::Result<Vec<_>>>()?;
+        let params_per_rank = layers
+            .iter()
+            .map(|(name, layer)| (name.clone(), layer.in_features() + layer.out_features()))
+            .collect();
         let selection = SelectionConfig {
             threshold: search.threshold,
             min_rank: search.min_rank,
@@ -54,7 +63,21 @@ impl RanksFile {
             gate: lora.gate,
             selection,
             modules: select_ranks(&weights, &selection)?,
+            params_per_rank,
         })
+    }
+
+    /// LoRA parameters of `rank(module)` on every module: the size of an allocation.
+    pub fn lora_params(&self, rank: impl Fn(&ModuleSelection) -> i64) -> Result<i64> {
+        self.modules
+            .iter()
+            .map(|m| {
+                let cost = self.params_per_rank.get(&m.name).with_context(|| {
+                    format!("ranks.json has no parameter count for module {}", m.name)
+                })?;
+                Ok(rank(m) * cost)
+            })
+            .sum()
     }
 
     /// Sum of the ranks.
@@ -72,7 +95,10 @@ impl RanksFile {
 
     /// Writes the file atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::atomic::write(path, serde_json::to_string_pretty(self)?.as_bytes())
+        Ok(autolora_data::atomic::write(
+            path,
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )?)
     }
 
     /// Reads a `ranks.json`.

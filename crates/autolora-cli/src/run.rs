@@ -13,7 +13,7 @@ use crate::evaluate::{self, Scores};
 use crate::ranks::RanksFile;
 use crate::search;
 use crate::session::Session;
-use crate::train::{self, RankPlan, TrainOutcome};
+use crate::train::{self, RankPlan, TrainOutcome, WarmStart};
 
 /// Folder of the final adapter inside the run directory.
 pub const ADAPTER_DIR: &str = "adapter";
@@ -66,7 +66,11 @@ pub fn run(session: &Session, resume: bool) -> Result<()> {
         .map(|m| (m.name.clone(), m.rank as i64))
         .collect();
     let warm = if session.config.train.warm_start {
-        Some(pruned_adapters(searched.model.as_ref(), ranks)?)
+        Some(warm_start(
+            searched.model.as_ref(),
+            ranks,
+            session.config.lora.alpha,
+        )?)
     } else {
         None
     };
@@ -76,7 +80,7 @@ pub fn run(session: &Session, resume: bool) -> Result<()> {
 
     // Fixed-rank LoRA with the parameter count closest to AutoLoRA's, same steps and settings.
     let baseline = if session.config.run.compare_fixed_rank {
-        let rank = closest_uniform_rank(ranks, &plan, session.config.lora.k);
+        let rank = closest_uniform_rank(ranks, session.config.lora.k)?;
         let plan: RankPlan = plan.keys().map(|n| (n.clone(), rank)).collect();
         let outcome = train::run(session, &plan, None, &format!("lora-r{rank}"), resume)?;
         Some((rank, outcome))
@@ -93,7 +97,7 @@ pub fn run(session: &Session, resume: bool) -> Result<()> {
         modules: ranks.modules.len(),
         uniform_modules: ranks.still_uniform().len(),
     };
-    crate::atomic::write(
+    autolora_data::atomic::write(
         &session.path("summary.json"),
         serde_json::to_string_pretty(&summary)?.as_bytes(),
     )?;
@@ -102,24 +106,26 @@ pub fn run(session: &Session, resume: bool) -> Result<()> {
     Ok(())
 }
 
-/// The uniform rank whose LoRA parameter count is closest to the searched plan's. The
-/// adapted modules share one shape (query/value projections), so the count is proportional
-/// to the total rank.
-fn closest_uniform_rank(ranks: &RanksFile, plan: &RankPlan, k: i64) -> i64 {
-    let total: i64 = plan.values().sum();
-    let modules = ranks.modules.len().max(1) as i64;
-    (1..=k.max(1))
-        .min_by_key(|r| (r * modules - total).abs())
-        .unwrap_or(1)
+/// The uniform rank whose LoRA parameter count is closest to the searched allocation's
+/// (counted per module, since adapted modules may differ in shape: grouped-query key/value
+/// projections, feed-forward layers).
+fn closest_uniform_rank(ranks: &RanksFile, k: i64) -> Result<i64> {
+    let searched = ranks.lora_params(|m| m.rank as i64)?;
+    let mut best = (i64::MAX, 1);
+    for r in 1..=k.max(1) {
+        let gap = (ranks.lora_params(|_| r)? - searched).abs();
+        if gap < best.0 {
+            best = (gap, r);
+        }
+    }
+    Ok(best.1)
 }
 
-/// The searched adapters pruned to their kept components (the warm start).
-fn pruned_adapters(
-    model: &dyn Model,
-    ranks: &RanksFile,
-) -> Result<BTreeMap<String, autolora_core::Adapter>> {
+/// The warm start of a retrain: the searched adapters pruned to their kept components (scale
+/// `alpha / r`, as every plain adapter) and the searched task head.
+fn warm_start(model: &dyn Model, ranks: &RanksFile, alpha: f64) -> Result<WarmStart> {
     let layers: BTreeMap<String, _> = model.adapted_layers().into_iter().collect();
-    ranks
+    let adapters = ranks
         .modules
         .iter()
         .map(|m| {
@@ -127,9 +133,15 @@ fn pruned_adapters(
                 .get(&m.name)
                 .with_context(|| format!("searched model lacks module {}", m.name))?;
             let adapter = layer.adapter().expect("adapted layers have adapters");
-            Ok((m.name.clone(), prune_adapter(adapter, &m.kept)?))
+            Ok((m.name.clone(), prune_adapter(adapter, &m.kept, alpha)?))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    let head = model
+        .head_params()
+        .into_iter()
+        .map(|p| (p.name, p.param.tensor().detach().copy()))
+        .collect();
+    Ok(WarmStart { adapters, head })
 }
 
 /// Writes the model's adapter as a PEFT adapter into the run directory.
@@ -203,4 +215,108 @@ fn summary_table(session: &Session, summary: &Summary) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::RunConfig;
+    use crate::session::Intent;
+
+    #[test]
+    fn the_fixed_rank_baseline_matches_parameters_not_total_rank() -> Result<()> {
+        use autolora_core::selection::{ModuleSelection, Uniformity};
+        // Two small modules (k/v of grouped-query attention, 768 per rank) at rank 8 and one
+        // large feed-forward module (2112 per rank) at rank 1: 14,400 parameters. Matching the
+        // total rank (17 over 3 modules) would pick r = 6 (21,888); r = 4 (14,592) is closest.
+        let module = |name: &str, rank: usize| ModuleSelection {
+            name: name.into(),
+            rank,
+            kept: (0..rank).collect(),
+            weights: vec![0.125; 8],
+            uniformity: Uniformity {
+                max_min_ratio: 1.0,
+                normalized_entropy: 1.0,
+            },
+        };
+        let ranks = RanksFile {
+            k: 8,
+            gate: autolora_core::Gate::Softmax,
+            selection: Default::default(),
+            modules: vec![module("l.0.k", 8), module("l.0.v", 8), module("l.0.up", 1)],
+            params_per_rank: [("l.0.k", 768), ("l.0.v", 768), ("l.0.up", 2112)]
+                .into_iter()
+                .map(|(n, c)| (n.to_string(), c))
+                .collect(),
+        };
+        assert_eq!(ranks.lora_params(|m| m.rank as i64)?, 14_400);
+        assert_eq!(closest_uniform_rank(&ranks, 8)?, 4);
+        Ok(())
+    }
+
+    #[test]
+    fn a_warm_started_retrain_starts_where_the_pruned_search_ended() -> Result<()> {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let out = tempfile::tempdir()?;
+        let mut config = RunConfig::default();
+        config.model.dir = Some(fixtures.join("tiny-bert"));
+        config.task.data_dir = Some(fixtures.join("conll"));
+        config.task.max_length = 32;
+        config.lora.k = 4;
+        config.search.steps = 6;
+        config.search.batch_size = 8;
+        config.search.outer_lr = 0.1;
+        config.search.inner_lr = 1e-2;
+        config.run.device = "cpu".into();
+        config.run.out_dir = out.path().to_path_buf();
+        let session = Session::open(config, &Intent::Start)?;
+        let mut searched = search::run(&session, false)?;
+        let warm = warm_start(searched.model.as_ref(), &searched.ranks, 16.0)?;
+        let plan: RankPlan = searched
+            .ranks
+            .modules
+            .iter()
+            .map(|m| (m.name.clone(), m.rank as i64))
+            .collect();
+        let retrain = train::prepared_model(&session, &plan, Some(&warm))?;
+        for (name, layer) in retrain.adapted_layers() {
+            let adapter = layer.adapter().expect("an adapter");
+            assert_eq!(
+                adapter.scale,
+                16.0 / plan[&name] as f64,
+                "{name}: scale alpha / r"
+            );
+        }
+
+        // The search's model with its unselected components pruned away.
+        for (name, layer) in searched.model.linear_layers_mut() {
+            if let Some(m) = searched.ranks.modules.iter().find(|m| m.name == name) {
+                autolora_core::prune::prune_layer(layer, &m.kept, 16.0)?;
+            }
+        }
+        let batch = &session.data.evals[0].batches[0];
+        let logits = |model: &dyn Model| -> Result<tch::Tensor> {
+            let _guard = tch::no_grad_guard();
+            Ok(model
+                .forward_t(&batch.input(), false)?
+                .logits
+                .expect("a head"))
+        };
+        let (expected, got) = (logits(searched.model.as_ref())?, logits(retrain.as_ref())?);
+        let gap = (&expected - &got).abs().max().double_value(&[]);
+        assert!(gap < 1e-5, "logits differ by {gap}");
+        // The search moved the head and the adapters: the check is not of two fresh models.
+        let fresh = train::prepared_model(&session, &plan, None)?;
+        let moved = (&expected - logits(fresh.as_ref())?)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            moved > 1e-4,
+            "the searched model equals a fresh one ({moved})"
+        );
+        Ok(())
+    }
 }

@@ -243,9 +243,9 @@ impl Session {
             std::fs::create_dir_all(&out_dir)
                 .with_context(|| format!("creating run directory {}", out_dir.display()))?;
             if let Some(line) = resume_record {
-                crate::atomic::append_line(&out_dir.join(RESUMES_FILE), &line)?;
+                autolora_data::atomic::append_line(&out_dir.join(RESUMES_FILE), &line)?;
             }
-            crate::atomic::write(&saved_path, config.to_toml()?.as_bytes())?;
+            autolora_data::atomic::write(&saved_path, config.to_toml()?.as_bytes())?;
         }
         Ok(Session {
             config,

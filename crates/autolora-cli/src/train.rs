@@ -47,19 +47,26 @@ struct TrainRecord {
     tokens_per_second: f64,
 }
 
+/// Where a warm-started retrain starts: the search's adapters pruned to their kept
+/// components, and the search's task head.
+pub struct WarmStart {
+    /// Per module, the pruned adapter (scale `alpha / r`).
+    pub adapters: BTreeMap<String, Adapter>,
+    /// The head's tensors by parameter name.
+    pub head: BTreeMap<String, tch::Tensor>,
+}
+
 /// Trains adapters of the ranks in `plan` into a fresh model. `init` optionally supplies the
-/// starting adapters (warm start) per module; `name` names the run's files (`train`,
-/// `baseline-r4`, ...).
+/// starting point (warm start); `name` names the run's files (`train`, `baseline-r4`, ...).
 pub fn run(
     session: &Session,
     plan: &RankPlan,
-    init: Option<&BTreeMap<String, Adapter>>,
+    init: Option<&WarmStart>,
     name: &str,
     resume: bool,
 ) -> Result<TrainOutcome> {
     let config = &session.config;
-    let mut model = session.load_model(AttentionImpl::Fused)?;
-    attach_plan(model.as_mut(), plan, config, init)?;
+    let model = prepared_model(session, plan, init)?;
     let params = model.trainable_params();
     let trainable_params: i64 = params.iter().map(|p| p.param.numel()).sum();
     let lora_params: i64 = model.lora_params().iter().map(|p| p.param.numel()).sum();
@@ -157,6 +164,33 @@ pub fn optimizer(train: &TrainConfig, params: &[NamedParam]) -> Result<Optimizer
             ..OptimConfig::default()
         },
     )?)
+}
+
+/// A fresh model with the adapters of `plan` attached, before any step; with `init`, the
+/// warm start's adapters and head.
+pub fn prepared_model(
+    session: &Session,
+    plan: &RankPlan,
+    init: Option<&WarmStart>,
+) -> Result<Box<dyn Model>> {
+    let mut model = session.load_model(AttentionImpl::Fused)?;
+    attach_plan(
+        model.as_mut(),
+        plan,
+        &session.config,
+        init.map(|w| &w.adapters),
+    )?;
+    if let Some(warm) = init {
+        let _guard = tch::no_grad_guard();
+        for p in model.head_params() {
+            let value = warm
+                .head
+                .get(&p.name)
+                .with_context(|| format!("the warm start has no head tensor `{}`", p.name))?;
+            p.param.tensor().f_copy_(value)?;
+        }
+    }
+    Ok(model)
 }
 
 /// Attaches a plain adapter of rank `plan[name]` to every planned module (`init` supplies

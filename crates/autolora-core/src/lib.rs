@@ -54,7 +54,7 @@
 //! let weights = ModuleWeights::from_gate("layer", &gate)?;
 //! let chosen = select_ranks(&[weights], &SelectionConfig::default())?;
 //! assert!(chosen[0].rank >= 1);
-//! prune_layer(&mut layer, &chosen[0].kept)?;
+//! prune_layer(&mut layer, &chosen[0].kept, 16.0)?;
 //! assert_eq!(layer.adapter().map(|a| a.rank()), Some(chosen[0].rank as i64));
 //! layer.merge()?; // zero-overhead inference
 //! # Ok(())

@@ -3,13 +3,14 @@
 //! With kept indices `K`, the compact adapter is
 //!
 //! ```text
-//! A' = A[K, :]            B' = s * B[:, K] * a[K]            scale 1, no gate
+//! A' = A[K, :]            B' = (s / s') * B[:, K] * a[K]            s' = alpha / |K|, no gate
 //! ```
 //!
 //! so `s' B' A' x = s B diag(a masked to K) A x`: the compact layer reproduces the selective
-//! layer with the unselected components masked out (`a_j = 0`), exactly up to rounding. The
-//! adapter's dropout is kept. An exported PEFT adapter of rank `r` then needs
-//! `lora_alpha = r` (scale 1).
+//! layer with the unselected components masked out (`a_j = 0`), exactly up to rounding, and
+//! keeps the scale rule of every plain adapter (`alpha / r`), so a warm-started retrain and an
+//! exported PEFT adapter (`lora_alpha = alpha`) treat it like a fresh one. The adapter's dropout
+//! is kept.
 
 use tch::Tensor;
 
@@ -17,9 +18,10 @@ use crate::lora::{Adapter, LoraLinear};
 use crate::param::trainable;
 use crate::{Error, Result};
 
-/// The compact adapter of `adapter`'s components `kept` (ascending, distinct, non-empty).
-/// The new factors are fresh trainable leaves; `adapter` is not changed.
-pub fn prune_adapter(adapter: &Adapter, kept: &[usize]) -> Result<Adapter> {
+/// The compact adapter of `adapter`'s components `kept` (ascending, distinct, non-empty), with
+/// scale `alpha / kept.len()`. The new factors are fresh trainable leaves; `adapter` is not
+/// changed.
+pub fn prune_adapter(adapter: &Adapter, kept: &[usize], alpha: f64) -> Result<Adapter> {
     let k = adapter.rank();
     if kept.is_empty() {
         return Err(Error::InvalidConfig {
@@ -48,7 +50,14 @@ pub fn prune_adapter(adapter: &Adapter, kept: &[usize]) -> Result<Adapter> {
         .to_device(a.device());
     let a_kept = a.f_index_select(0, &index)?.detach().copy();
     let b = adapter.b.tensor();
-    let mut b_kept = b.f_index_select(1, &index)? * adapter.scale;
+    let scale = alpha / kept.len() as f64;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(Error::InvalidConfig {
+            what: "lora alpha",
+            why: format!("must be positive, got {alpha}"),
+        });
+    }
+    let mut b_kept = b.f_index_select(1, &index)? * (adapter.scale / scale);
     if let Some(gate) = &adapter.gate {
         let weights = gate.weights().f_index_select(0, &index)?.to_kind(b.kind());
         b_kept *= weights.unsqueeze(0);
@@ -57,13 +66,14 @@ pub fn prune_adapter(adapter: &Adapter, kept: &[usize]) -> Result<Adapter> {
         a: trainable(a_kept),
         b: trainable(b_kept.detach()),
         gate: None,
-        scale: 1.0,
+        scale,
         dropout: adapter.dropout,
     })
 }
 
-/// Replaces `layer`'s adapter by its compact form ([`prune_adapter`]) and returns the old one.
-pub fn prune_layer(layer: &mut LoraLinear, kept: &[usize]) -> Result<Adapter> {
+/// Replaces `layer`'s adapter by its compact form ([`prune_adapter`], scale `alpha / r`) and
+/// returns the old one.
+pub fn prune_layer(layer: &mut LoraLinear, kept: &[usize], alpha: f64) -> Result<Adapter> {
     let adapter = layer
         .adapter()
         .ok_or_else(|| Error::InvalidState("prune: the layer has no adapter".into()))?;
@@ -72,7 +82,7 @@ pub fn prune_layer(layer: &mut LoraLinear, kept: &[usize]) -> Result<Adapter> {
             "prune: the layer is merged; unmerge first".into(),
         ));
     }
-    let compact = prune_adapter(adapter, kept)?;
+    let compact = prune_adapter(adapter, kept, alpha)?;
     let old = layer.attach(compact)?;
     old.ok_or_else(|| Error::InvalidState("prune: the layer lost its adapter".into()))
 }
@@ -119,11 +129,15 @@ mod tests {
         layer.attach(masked)?;
         let expected = layer.forward_t(&x, false);
         layer.attach(adapter)?;
-        let old = prune_layer(&mut layer, &kept)?;
+        let old = prune_layer(&mut layer, &kept, 12.0)?;
         assert_eq!(old.rank(), 6);
         let compact = layer.adapter().expect("compact adapter");
         assert_eq!(compact.rank(), 3);
-        assert_eq!(compact.scale, 1.0);
+        assert_eq!(
+            compact.scale,
+            12.0 / 3.0,
+            "a plain adapter's scale is alpha / r"
+        );
         assert!(compact.gate.is_none());
         let got = layer.forward_t(&x, false);
         assert!(got.allclose(&expected, 1e-10, 1e-12, false));
@@ -134,7 +148,7 @@ mod tests {
     fn merge_and_unmerge_round_trip() -> Result<()> {
         let _serial = crate::serial_rng();
         let (mut layer, _) = selective_layer()?;
-        prune_layer(&mut layer, &[0, 3])?;
+        prune_layer(&mut layer, &[0, 3], 16.0)?;
         let x = Tensor::randn([3, 7], (Kind::Double, Device::Cpu));
         let base = layer.weight().copy();
         let before = layer.forward_t(&x, false);
@@ -159,10 +173,10 @@ mod tests {
     fn bad_indices_are_rejected() -> Result<()> {
         let _serial = crate::serial_rng();
         let (_, adapter) = selective_layer()?;
-        assert!(prune_adapter(&adapter, &[]).is_err());
-        assert!(prune_adapter(&adapter, &[2, 1]).is_err());
-        assert!(prune_adapter(&adapter, &[1, 1]).is_err());
-        assert!(prune_adapter(&adapter, &[6]).is_err());
+        assert!(prune_adapter(&adapter, &[], 16.0).is_err());
+        assert!(prune_adapter(&adapter, &[2, 1], 16.0).is_err());
+        assert!(prune_adapter(&adapter, &[1, 1], 16.0).is_err());
+        assert!(prune_adapter(&adapter, &[6], 16.0).is_err());
         Ok(())
     }
 }

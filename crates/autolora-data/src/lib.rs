@@ -33,6 +33,7 @@
 //! into tensors with one copy each.
 
 pub mod assets;
+pub mod atomic;
 pub mod batch;
 pub mod conll;
 pub mod e2e;

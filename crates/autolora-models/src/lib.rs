@@ -59,6 +59,7 @@
 //! # }
 //! ```
 
+pub mod atomic;
 pub mod bert;
 pub mod config;
 pub mod decoder;

@@ -296,20 +296,20 @@ pub fn save_peft_adapter(
         "layers_pattern": null,
         "revision": null,
     });
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let config_path = dir.join(ADAPTER_CONFIG);
     let text = serde_json::to_string_pretty(&config).map_err(|source| Error::Json {
-        path: config_path.clone(),
+        path: dir.join(ADAPTER_CONFIG),
         source,
     })?;
-    std::fs::write(&config_path, text + "\n").map_err(|source| Error::Io {
-        path: config_path,
-        source,
+    // The config and the weights are replaced together: a kill never pairs one with the other's
+    // previous version.
+    crate::atomic::write_dir(dir, |staging| {
+        let config_path = staging.join(ADAPTER_CONFIG);
+        std::fs::write(&config_path, text + "\n").map_err(|source| Error::Io {
+            path: config_path,
+            source,
+        })?;
+        write_safetensors(&staging.join(ADAPTER_WEIGHTS), &tensors)
     })?;
-    write_safetensors(&dir.join(ADAPTER_WEIGHTS), &tensors)?;
     tracing::info!(modules = ranks.len(), dir = %dir.display(), "PEFT adapter written");
     Ok(PeftExportSummary {
         ranks,

@@ -432,8 +432,8 @@ impl<'a> WeightLoader<'a> {
 }
 
 /// Writes `tensors` to a safetensors file with the `{"format": "pt"}` metadata that
-/// `transformers` and PEFT expect. Tensors are copied to the CPU; the file is written under a
-/// temporary name and renamed into place, so a reader never sees half a file.
+/// `transformers` and PEFT expect. Tensors are copied to the CPU; the file is written
+/// atomically ([`crate::atomic`]), so a reader never sees half a file.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
@@ -469,15 +469,12 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()
             source,
         })?;
     let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let tmp = path.with_extension("safetensors.partial");
-    safetensors::tensor::serialize_to_file(views, Some(metadata), &tmp).map_err(|source| {
-        Error::SafeTensors {
-            path: tmp.clone(),
-            source,
-        }
-    })?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
+    crate::atomic::write_via(path, |tmp| {
+        safetensors::tensor::serialize_to_file(views, Some(metadata), tmp).map_err(|source| {
+            Error::SafeTensors {
+                path: path.to_path_buf(),
+                source,
+            }
+        })
     })
 }

@@ -62,7 +62,7 @@ fn roundtrip(base: &str, task: Task) -> Result<()> {
         .collect();
     for (name, keep) in adapted.iter().zip(kept) {
         let layer = model.lora_layer_mut(name).context("layer")?;
-        prune_layer(layer, keep)?;
+        prune_layer(layer, keep, 16.0)?;
     }
     let ours = logits(model.as_ref(), &r)?;
     let tmp = tempfile::tempdir()?;

@@ -327,15 +327,14 @@ fn heatmaps(
     Ok(())
 }
 
-/// `encoder.layer.3.attention.self.query` -> `3.query`.
+/// `encoder.layer.3.attention.output.dense` -> `3.attention.output.dense`: the layer index and
+/// the whole role after it (the last component alone is ambiguous: BERT has three `dense`
+/// modules per layer).
 fn short_name(module: &str) -> String {
-    let (layer, kind) = (
-        module.split('.').find(|p| p.parse::<usize>().is_ok()),
-        module.rsplit('.').next().unwrap_or(module),
-    );
-    match layer {
-        Some(layer) => format!("{layer}.{kind}"),
-        None => kind.to_string(),
+    let parts: Vec<&str> = module.split('.').collect();
+    match parts.iter().position(|p| p.parse::<usize>().is_ok()) {
+        Some(i) if i + 1 < parts.len() => parts[i..].join("."),
+        _ => module.to_string(),
     }
 }
 
@@ -498,7 +497,11 @@ mod tests {
     fn module_names_shorten_to_layer_and_kind() {
         assert_eq!(
             short_name("encoder.layer.3.attention.self.query"),
-            "3.query"
+            "3.attention.self.query"
+        );
+        assert_ne!(
+            short_name("encoder.layer.3.intermediate.dense"),
+            short_name("encoder.layer.3.output.dense")
         );
         assert_eq!(short_name("classifier"), "classifier");
     }

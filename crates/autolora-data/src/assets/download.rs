@@ -249,7 +249,7 @@ pub fn ensure_archive(cache: &Path, asset: &str, archive: &Archive) -> Result<Pa
         Some(_) => {}
         None => {
             let record = recorded_hash_path(cache, asset, &file_name);
-            write_atomically(&record, format!("{found}\n").as_bytes())?;
+            crate::atomic::write(&record, format!("{found}\n").as_bytes())?;
             tracing::info!(
                 asset,
                 file = %file_name,
@@ -314,19 +314,6 @@ fn download_resuming(agent: &ureq::Agent, url: &str, part: &Path) -> Result<()> 
     }
     file.sync_all().map_err(|e| Error::io(part, e))?;
     Ok(())
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(|e| Error::io(&tmp, e))?;
-    fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
 #[cfg(test)]

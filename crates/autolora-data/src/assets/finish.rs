@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::download::write_atomically;
+use crate::atomic::write as write_atomically;
 use crate::error::{Error, Result};
 use crate::text::{numbered_lines, read_text};
 

@@ -122,24 +122,7 @@ pub fn fetch_into(cache: &Path, name: &str) -> Result<PathBuf> {
     }
     let parent = cache.join("assets");
     fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
-    let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-    }
-    fs::create_dir(&staging).map_err(|e| Error::io(&staging, e))?;
-    let result = fill(cache, asset, &staging);
-    if let Err(e) = result {
-        let _ = fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    match fs::rename(&staging, &dir) {
-        Ok(()) => {}
-        // Another process finished the same asset first; its copy is as good as ours.
-        Err(_) if dir.is_dir() => {
-            let _ = fs::remove_dir_all(&staging);
-        }
-        Err(e) => return Err(Error::io(&dir, e)),
-    }
+    crate::atomic::write_dir(&dir, |staging| fill(cache, asset, staging))?;
     tracing::info!(asset = name, dir = %dir.display(), "asset ready");
     Ok(dir)
 }
