@@ -208,9 +208,10 @@ fn demo(smoke: bool, overrides: &[String]) -> Result<()> {
 /// heavy lifting either way.
 fn build_cli() -> Result<PathBuf> {
     let root = provision::repo_root();
+    // Not quiet: the first build compiles the libtorch wrapper for minutes, and a newcomer
+    // should see it happen.
     provision::run(Command::new(cargo()).current_dir(&root).args([
         "build",
-        "--quiet",
         "-p",
         "autolora-cli",
     ]))?;
