@@ -62,7 +62,21 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
         max_length: config.task.max_length,
     };
 
+    // Every file is read (and checked) before the slower tokenization starts.
     let train = read_e2e(&dir.join("trainset.csv"))?;
+    let mut eval_files: Vec<(&str, PathBuf)> = vec![("dev", dir.join("devset.csv"))];
+    match TEST_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) {
+        Some(path) => eval_files.push(("test", path)),
+        None => eprintln!(
+            "e2e: no test set ({}) in {}; scoring dev only",
+            TEST_FILES.join(" or "),
+            dir.display()
+        ),
+    }
+    let eval_splits = eval_files
+        .into_iter()
+        .map(|(name, path)| Ok((name, path.clone(), read_e2e(&path)?)))
+        .collect::<Result<Vec<_>>>()?;
     // One training example per (MR, reference) pair, grouped by MR: the search's validation
     // set takes whole MRs, so its inputs are never seen in its training part.
     let mut pairs: Vec<Pair> = train
@@ -109,18 +123,8 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
     } else {
         None
     };
-    let mut eval_files: Vec<(&str, PathBuf)> = vec![("dev", dir.join("devset.csv"))];
-    match TEST_FILES.iter().map(|f| dir.join(f)).find(|p| p.is_file()) {
-        Some(path) => eval_files.push(("test", path)),
-        None => eprintln!(
-            "e2e: no test set ({}) in {}; scoring dev only",
-            TEST_FILES.join(" or "),
-            dir.display()
-        ),
-    }
     let mut evals = Vec::new();
-    for (name, path) in eval_files {
-        let mut split = read_e2e(&path)?;
+    for (name, path, mut split) in eval_splits {
         if split.instances.iter().any(|i| i.references.is_empty()) {
             eprintln!(
                 "e2e: {} has no references (inputs only); it is not scored",

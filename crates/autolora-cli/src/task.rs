@@ -203,24 +203,28 @@ fn load_glue(
         Some(dir) => dir.clone(),
         None => autolora_data::assets::fetch(glue.asset_name())?,
     };
+    // Every file is read (and checked) before the slower tokenization starts.
     let options = GlueOptions::default();
-    let train = encode_text(
-        config,
-        tokenizer,
-        &glue.read(&dir, GlueFile::Train, options)?,
-        Role::Train,
-    )?;
-    let evals = glue
+    let train = glue.read(&dir, GlueFile::Train, options)?;
+    let eval_splits = glue
         .eval_files()
         .iter()
         .map(|&file| {
-            let split = glue.read(&dir, file, options)?;
             let name = match file {
                 GlueFile::DevMismatched => "dev_mismatched",
                 _ => "dev",
             };
-            let encoded = encode_text(config, tokenizer, &split, Role::Eval)?;
-            Ok((name.to_string(), encoded))
+            Ok((name.to_string(), glue.read(&dir, file, options)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let train = encode_text(config, tokenizer, &train, Role::Train)?;
+    let evals = eval_splits
+        .iter()
+        .map(|(name, split)| {
+            Ok((
+                name.clone(),
+                encode_text(config, tokenizer, split, Role::Eval)?,
+            ))
         })
         .collect::<Result<Vec<_>>>()?;
     let spec = match glue.kind() {

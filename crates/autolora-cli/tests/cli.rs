@@ -262,6 +262,40 @@ fn unknown_settings_are_rejected_with_a_suggestion() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn a_broken_model_is_reported_before_the_data_are_read() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let model = dir.path().join("broken-model");
+    std::fs::create_dir_all(&model)?;
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(fixtures().join("tiny-bert").join(file), model.join(file))?;
+    }
+    std::fs::write(model.join("model.safetensors"), b"not a safetensors file")?;
+    let config = run_file(dir.path(), "")?;
+    let text = std::fs::read_to_string(&config)?
+        .replace(
+            &fixtures().join("tiny-bert").display().to_string(),
+            &model.display().to_string(),
+        )
+        .replace(
+            &fixtures().join("conll").display().to_string(),
+            &dir.path().join("no-such-data").display().to_string(),
+        );
+    std::fs::write(&config, text)?;
+    let out = autolora(&["train", "--config", config.to_str().unwrap()])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("checking the model") && stderr.contains("model.safetensors"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("run/config.toml").exists(),
+        "a run that failed to open records no settings"
+    );
+    Ok(())
+}
+
 /// The project's Python (installed by `cargo xtask setup`), if present.
 fn reference_python() -> Option<PathBuf> {
     let cache = std::env::var_os("AUTOLORA_CACHE")
