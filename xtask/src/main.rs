@@ -210,11 +210,11 @@ fn build_cli() -> Result<PathBuf> {
     let root = provision::repo_root();
     // Not quiet: the first build compiles the libtorch wrapper for minutes, and a newcomer
     // should see it happen.
-    provision::run(Command::new(cargo()).current_dir(&root).args([
-        "build",
-        "-p",
-        "autolora-cli",
-    ]))?;
+    provision::run(
+        Command::new(cargo())
+            .current_dir(&root)
+            .args(["build", "-p", "autolora-cli"]),
+    )?;
     Ok(target_dir().join("debug").join("autolora"))
 }
 
