@@ -263,6 +263,22 @@ fn unknown_settings_are_rejected_with_a_suggestion() -> Result<()> {
 }
 
 #[test]
+fn a_non_finite_loss_says_which_setting_to_change_on_resume() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = run_file(dir.path(), "")?;
+    let c = config.to_str().unwrap();
+    let out = autolora(&["train", "--config", c, "--set", "train.lr=1e30"])?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the loss became"), "{stderr}");
+    assert!(
+        stderr.contains("--accept-change train.lr") && !stderr.contains("rerun with --resume"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_broken_model_is_reported_before_the_data_are_read() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let model = dir.path().join("broken-model");
