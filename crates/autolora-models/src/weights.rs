@@ -40,6 +40,20 @@ pub trait TensorSource {
     }
 }
 
+/// The tensor kinds checkpoints are read and written in, with their safetensors dtypes.
+const KINDS: &[(Kind, Dtype)] = &[
+    (Kind::Float, Dtype::F32),
+    (Kind::Half, Dtype::F16),
+    (Kind::BFloat16, Dtype::BF16),
+    (Kind::Double, Dtype::F64),
+    (Kind::Int64, Dtype::I64),
+];
+
+/// The safetensors dtype of `kind`, if checkpoints can hold it (F32, F16, BF16, F64, I64).
+pub fn safetensors_dtype(kind: Kind) -> Option<Dtype> {
+    KINDS.iter().find_map(|&(k, d)| (k == kind).then_some(d))
+}
+
 /// Where one tensor lives.
 #[derive(Debug, Clone)]
 struct TensorEntry {
@@ -196,27 +210,31 @@ impl SafeTensorStore {
         self.entries.get(key).map(|e| e.shape.as_slice())
     }
 
-    /// Reads `key` as a `kind` tensor on `device` (converting from the stored dtype:
-    /// F32, F16, BF16, F64 or I64).
-    pub fn load(&self, key: &str, kind: Kind, device: Device) -> Result<Tensor> {
-        let entry = self.entries.get(key).ok_or_else(|| Error::MissingTensor {
+    fn entry(&self, key: &str) -> Result<&TensorEntry> {
+        self.entries.get(key).ok_or_else(|| Error::MissingTensor {
             name: key.to_string(),
             key: key.to_string(),
             source_desc: self.description.clone(),
-        })?;
-        let stored = match entry.dtype {
-            Dtype::F32 => Kind::Float,
-            Dtype::F16 => Kind::Half,
-            Dtype::BF16 => Kind::BFloat16,
-            Dtype::F64 => Kind::Double,
-            Dtype::I64 => Kind::Int64,
-            other => {
-                return Err(Error::UnsupportedDtype {
-                    name: key.to_string(),
-                    dtype: other.to_string(),
-                });
-            }
-        };
+        })
+    }
+
+    /// The kind `key` is stored in: F32, F16, BF16, F64 or I64 (other dtypes are errors).
+    pub fn stored_kind(&self, key: &str) -> Result<Kind> {
+        let dtype = self.entry(key)?.dtype;
+        KINDS
+            .iter()
+            .find_map(|&(k, d)| (d == dtype).then_some(k))
+            .ok_or_else(|| Error::UnsupportedDtype {
+                name: key.to_string(),
+                dtype: dtype.to_string(),
+            })
+    }
+
+    /// Reads `key` as a `kind` tensor on `device` (converting from the
+    /// [stored kind](Self::stored_kind)).
+    pub fn load(&self, key: &str, kind: Kind, device: Device) -> Result<Tensor> {
+        let stored = self.stored_kind(key)?;
+        let entry = self.entry(key)?;
         let bytes = &self.files[entry.file].1[entry.start..entry.end];
         // `from_data_size` copies the bytes (the map may be unaligned for the element type).
         let tensor = Tensor::f_from_data_size(bytes, &entry.shape, stored)?;
@@ -437,19 +455,10 @@ impl<'a> WeightLoader<'a> {
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
     let mut buffers = Vec::with_capacity(tensors.len());
     for (name, tensor) in tensors {
-        let dtype = match tensor.kind() {
-            Kind::Float => Dtype::F32,
-            Kind::Double => Dtype::F64,
-            Kind::Half => Dtype::F16,
-            Kind::BFloat16 => Dtype::BF16,
-            Kind::Int64 => Dtype::I64,
-            other => {
-                return Err(Error::UnsupportedDtype {
-                    name: name.clone(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
+        let dtype = safetensors_dtype(tensor.kind()).ok_or_else(|| Error::UnsupportedDtype {
+            name: name.clone(),
+            dtype: format!("{:?}", tensor.kind()),
+        })?;
         let t = tensor.detach().f_to(Device::Cpu)?.f_contiguous()?;
         let numel = t.numel();
         let mut bytes = vec![0u8; numel * t.kind().elt_size_in_bytes()];
