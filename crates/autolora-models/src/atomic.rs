@@ -72,3 +72,46 @@ fn at(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(at(dir))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_folder_write_leaves_the_old_folder_whole() -> Result<()> {
+        let root = tempfile::tempdir().map_err(at(Path::new("tempdir")))?;
+        let dir = root.path().join("adapter");
+        let put = |path: PathBuf, text: &str| std::fs::write(&path, text).map_err(at(&path));
+        write_dir(&dir, |d| {
+            put(d.join("adapter_config.json"), "old")?;
+            put(d.join("adapter_model.safetensors"), "old")
+        })?;
+        let failed = write_dir(&dir, |d| {
+            put(d.join("adapter_config.json"), "new")?;
+            Err(Error::InvalidArgument {
+                what: "weights",
+                why: "killed before the weights".into(),
+            })
+        });
+        assert!(failed.is_err());
+        for file in ["adapter_config.json", "adapter_model.safetensors"] {
+            let text = std::fs::read_to_string(dir.join(file)).map_err(at(&dir))?;
+            assert_eq!(text, "old", "{file}");
+        }
+        let file = root.path().join("w.safetensors");
+        write_via(&file, |tmp| put(tmp.to_path_buf(), "weights"))?;
+        assert_eq!(
+            std::fs::read_to_string(&file).map_err(at(&file))?,
+            "weights"
+        );
+        let left: Vec<_> = std::fs::read_dir(root.path())
+            .map_err(at(root.path()))?
+            .collect();
+        assert_eq!(
+            left.len(),
+            2,
+            "no staging or temporary files are left behind"
+        );
+        Ok(())
+    }
+}
