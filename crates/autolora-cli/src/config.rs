@@ -88,8 +88,11 @@ impl Default for TaskConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LoraSettings {
-    /// Module-name patterns to adapt; empty means the architecture's default
-    /// (query/value for BERT and RoBERTa, c_attn for GPT-2, q_proj/v_proj for Llama).
+    /// Module-name patterns to adapt, or `"all-linear"` (every linear layer of the network,
+    /// as PEFT's `target_modules = "all-linear"`); a list or one string. Empty means the
+    /// architecture's default (query/value for BERT and RoBERTa, c_attn for GPT-2,
+    /// q_proj/v_proj for Llama).
+    #[serde(deserialize_with = "one_or_many")]
     pub targets: Vec<String>,
     /// Components per module during the search (`k`; the paper uses 8).
     pub k: i64,
@@ -363,6 +366,20 @@ impl RunConfig {
     }
 }
 
+/// A list of strings, or one string as a list of one (`targets = "all-linear"`).
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
 /// Adds "did you mean `x`?" to serde's unknown-field message.
 fn with_suggestion(message: &str) -> String {
     let Some(rest) = message.split("unknown field `").nth(1) else {
@@ -421,6 +438,10 @@ mod tests {
             RankSource::File("runs/x/ranks.json".into())
         );
         assert!(config.apply_overrides(&["search.nope=1".into()]).is_err());
+        config.apply_overrides(&["lora.targets=all-linear".into()])?;
+        assert_eq!(config.lora.targets, ["all-linear"]);
+        let listed = RunConfig::parse("[lora]\ntargets = [\"query\", \"value\"]\n")?;
+        assert_eq!(listed.lora.targets, ["query", "value"]);
         Ok(())
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use autolora_core::Gate;
 use autolora_core::selection::{ModuleSelection, ModuleWeights, SelectionConfig, select_ranks};
 use autolora_models::Model;
@@ -17,9 +17,16 @@ use crate::heatmap::RankGrid;
 /// would split them on noise.
 pub const UNIFORM_RATIO: f64 = 1.05;
 
+/// The `ranks.json` layout this build writes: 1 added `params_per_rank` and the version
+/// itself (files without it are version 0).
+pub const FORMAT_VERSION: u32 = 1;
+
 /// The contents of `ranks.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RanksFile {
+    /// The layout's version ([`FORMAT_VERSION`] when written by this build).
+    #[serde(default)]
+    pub format_version: u32,
     /// Components per module during the search.
     pub k: i64,
     /// The selection gate.
@@ -59,6 +66,7 @@ impl RanksFile {
             budget: search.budget,
         };
         Ok(RanksFile {
+            format_version: FORMAT_VERSION,
             k: lora.k,
             gate: lora.gate,
             selection,
@@ -105,12 +113,20 @@ impl RanksFile {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading ranks file {}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| {
+        let file: Self = serde_json::from_str(&text).with_context(|| {
             format!(
                 "{} is not a ranks file written by `autolora search`",
                 path.display()
             )
-        })
+        })?;
+        if file.format_version > FORMAT_VERSION {
+            bail!(
+                "{} has ranks.json format version {}; this autolora reads up to {FORMAT_VERSION}",
+                path.display(),
+                file.format_version
+            );
+        }
+        Ok(file)
     }
 
     /// The layers-by-module grid.

@@ -128,6 +128,7 @@ fn warm_start(model: &dyn Model, ranks: &RanksFile, alpha: f64) -> Result<WarmSt
     let adapters = ranks
         .modules
         .iter()
+        .filter(|m| m.rank > 0) // rank 0: no adapter at all
         .map(|m| {
             let layer = layers
                 .get(&m.name)
@@ -242,6 +243,7 @@ mod tests {
             },
         };
         let ranks = RanksFile {
+            format_version: crate::ranks::FORMAT_VERSION,
             k: 8,
             gate: autolora_core::Gate::Softmax,
             selection: Default::default(),

@@ -4,14 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use anyhow::{Result, ensure};
+use anyhow::Result;
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
-}
+mod common;
+use common::{autolora, fixtures, ok, reference_python, reference_script};
 
 /// A run file for the fixtures: small, single-threaded (bit-reproducible), CPU.
 fn run_file(dir: &Path, extra: &str) -> Result<PathBuf> {
@@ -54,23 +51,6 @@ checkpoint_every = 2
     let path = dir.join("run.toml");
     std::fs::write(&path, text)?;
     Ok(path)
-}
-
-fn autolora(args: &[&str]) -> Result<Output> {
-    Ok(Command::new(env!("CARGO_BIN_EXE_autolora"))
-        .args(args)
-        .output()?)
-}
-
-fn ok(output: Output) -> Result<String> {
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    ensure!(
-        output.status.success(),
-        "autolora failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(stdout)
 }
 
 fn json(path: &Path) -> Result<Value> {
@@ -312,15 +292,6 @@ fn a_broken_model_is_reported_before_the_data_are_read() -> Result<()> {
     Ok(())
 }
 
-/// The project's Python (installed by `cargo xtask setup`), if present.
-fn reference_python() -> Option<PathBuf> {
-    let cache = std::env::var_os("AUTOLORA_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/autolora")))?;
-    let python = cache.join("python/torch-2.11.0/bin/python");
-    python.exists().then_some(python)
-}
-
 #[test]
 fn exported_adapter_gives_the_same_logits_in_python_peft() -> Result<()> {
     use autolora_models::{LoadOptions, ModelInput, Task, load_model, peft::apply_peft_adapter};
@@ -355,7 +326,7 @@ fn exported_adapter_gives_the_same_logits_in_python_peft() -> Result<()> {
     )?;
     let ours: Vec<f32> = Vec::try_from(out.logits.unwrap().reshape([-1]))?;
 
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/peft_roundtrip.py");
+    let script = reference_script("peft_roundtrip.py");
     let mut cmd = Command::new(python);
     cmd.arg(script)
         .arg(&model_dir)
@@ -368,6 +339,135 @@ fn exported_adapter_gives_the_same_logits_in_python_peft() -> Result<()> {
     let worst = ours
         .iter()
         .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-4, "largest logit difference to PEFT: {worst}");
+    Ok(())
+}
+
+#[test]
+fn all_linear_selects_the_modules_peft_selects() -> Result<()> {
+    use autolora_core::LoraConfig;
+    use autolora_models::{ALL_LINEAR, LoadOptions, Task, load_model};
+    // (fixture, our task, the PEFT task class the reference script loads, modules expected)
+    let cases = [
+        (
+            "tiny-bert",
+            Task::SequenceClassification { num_labels: 2 },
+            "seq-cls",
+            13,
+        ),
+        ("tiny-gpt2", Task::CausalLm, "causal-lm", 8),
+        ("tiny-llama", Task::CausalLm, "causal-lm", 14),
+    ];
+    for (fixture, task, kind, count) in cases {
+        let dir = fixtures().join(fixture);
+        let mut model = load_model(&dir, task, &LoadOptions::default())?;
+        let mut ours =
+            model.inject_lora(&[ALL_LINEAR.to_string()], &LoraConfig::default(), None)?;
+        ours.sort();
+        assert_eq!(ours.len(), count, "{fixture}: {ours:?}");
+        let Some(python) = reference_python() else {
+            eprintln!("SKIPPED the PEFT side: the reference Python is not installed");
+            continue;
+        };
+        let out = Command::new(&python)
+            .arg(reference_script("all_linear_targets.py"))
+            .arg(&dir)
+            .arg(kind)
+            .output()?;
+        let peft: Vec<String> = serde_json::from_str(&ok(out)?)?;
+        assert_eq!(ours, peft, "{fixture}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_all_linear_adapter_with_rank_zero_modules_loads_in_python_peft() -> Result<()> {
+    use autolora_models::{LoadOptions, ModelInput, Task, load_model, peft::apply_peft_adapter};
+    let dir = tempfile::tempdir()?;
+    let config = run_file(dir.path(), "")?;
+    let c = config.to_str().unwrap();
+    ok(autolora(&[
+        "search",
+        "--config",
+        c,
+        "--set",
+        "lora.targets=all-linear",
+    ])?)?;
+    // Per-module ranks, one module at rank 0.
+    let searched = dir.path().join("run/ranks.json");
+    let mut ranks = json(&searched)?;
+    let modules = ranks["modules"].as_array_mut().unwrap();
+    assert_eq!(modules.len(), 12, "2 layers x 6 linear modules");
+    let dropped = modules[2]["name"].as_str().unwrap().to_string();
+    for (i, m) in modules.iter_mut().enumerate() {
+        let rank = if i == 2 { 0 } else { 1 + i % 4 };
+        m["rank"] = rank.into();
+        m["kept"] = (0..rank).collect::<Vec<_>>().into();
+    }
+    let planned = dir.path().join("planned-ranks.json");
+    std::fs::write(&planned, serde_json::to_string(&ranks)?)?;
+    let out = dir.path().join("train");
+    ok(autolora(&[
+        "train",
+        "--config",
+        c,
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        &format!("train.ranks={:?}", planned.display().to_string()),
+    ])?)?;
+    let adapter = out.join("adapter");
+    let adapter_config = json(&adapter.join("adapter_config.json"))?;
+    let targets: Vec<&str> = adapter_config["target_modules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(targets.len(), 11, "{targets:?}");
+    assert!(
+        !targets.iter().any(|t| t.ends_with(&dropped)),
+        "{dropped} has rank 0"
+    );
+
+    let Some(python) = reference_python() else {
+        eprintln!("SKIPPED the PEFT side: the reference Python is not installed");
+        return Ok(());
+    };
+    let (model_dir, num_labels) = (fixtures().join("tiny-bert"), 9);
+    let ids: Vec<i64> = vec![2, 9, 14, 21, 30, 17, 3];
+    let mut model = load_model(
+        &model_dir,
+        Task::TokenClassification { num_labels },
+        &LoadOptions::default(),
+    )?;
+    apply_peft_adapter(model.as_mut(), &adapter)?;
+    let input_ids = tch::Tensor::from_slice(&ids).view([1, -1]);
+    let mask = input_ids.ones_like();
+    let input = ModelInput {
+        input_ids: &input_ids,
+        attention_mask: &mask,
+        token_type_ids: None,
+    };
+    let ours: Vec<f32> = Vec::try_from(
+        model
+            .forward_t(&input, false)?
+            .logits
+            .unwrap()
+            .reshape([-1]),
+    )?;
+    let mut cmd = Command::new(python);
+    cmd.arg(reference_script("peft_roundtrip.py"))
+        .arg(&model_dir)
+        .arg(&adapter)
+        .arg(num_labels.to_string())
+        .args(ids.iter().map(i64::to_string));
+    let theirs: Vec<Vec<f32>> = serde_json::from_str(&ok(cmd.output()?)?)?;
+    let worst = ours
+        .iter()
+        .zip(theirs.iter().flatten())
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-4, "largest logit difference to PEFT: {worst}");

@@ -12,47 +12,20 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use anyhow::{Context, Result, anyhow, ensure};
 use autolora_models::peft::apply_peft_adapter;
 use autolora_models::{LoadOptions, ModelInput, SafeTensorStore, Task, load_model};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::{autolora, fixtures, ok, reference_python, reference_script};
+
 /// Largest logit difference allowed between two implementations of one f32 model.
 const TOLERANCE: f32 = 1e-4;
 /// Token ids the logits are compared on (inside every fixture's vocabulary).
 const IDS: &[i64] = &[2, 17, 42, 9, 33, 5, 51, 3];
-
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn ok(output: Output) -> Result<String> {
-    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    ensure!(
-        output.status.success(),
-        "failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Ok(stdout)
-}
-
-fn autolora(args: &[&str]) -> Result<String> {
-    ok(Command::new(env!("CARGO_BIN_EXE_autolora"))
-        .args(args)
-        .output()?)
-}
-
-/// The project's Python (installed by `cargo xtask setup`), if present.
-fn reference_python() -> Option<PathBuf> {
-    let cache = std::env::var_os("AUTOLORA_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/autolora")))?;
-    let python = cache.join("python/torch-2.11.0/bin/python");
-    python.exists().then_some(python)
-}
 
 /// Trains a rank-2 LoRA (`targets`) on `model_dir` for `task` in `dir/run` and exports it
 /// merged to `dir/merged`, which is returned.
@@ -104,10 +77,10 @@ out_dir = "{out}"
         ),
     )?;
     let config = config.to_str().context("path")?;
-    autolora(&["train", "--config", config])?;
+    ok(autolora(&["train", "--config", config])?)?;
     let (adapter, merged) = (dir.join("adapter"), dir.join("merged"));
     let (adapter, merged) = (adapter.to_str().unwrap(), merged.to_str().unwrap());
-    autolora(&[
+    ok(autolora(&[
         "export",
         "--config",
         config,
@@ -115,7 +88,7 @@ out_dir = "{out}"
         adapter,
         "--merged",
         merged,
-    ])?;
+    ])?)?;
     Ok(dir.join("merged"))
 }
 
@@ -178,7 +151,7 @@ fn check_merged(
         );
         return Ok((merge_diff, None));
     };
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference/merged_check.py");
+    let script = reference_script("merged_check.py");
     let mut cmd = Command::new(python);
     cmd.arg(script).arg(merged);
     cmd.args(IDS.iter().map(i64::to_string));

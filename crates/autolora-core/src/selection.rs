@@ -11,7 +11,8 @@
 //!   and `a_lj` for sigmoid. The threshold is not used in this mode.
 //!
 //! In both modes every module keeps at least `min_rank` components (default 1; clamped to the
-//! module's `k`), its largest weights. Budget rules: a budget larger than the total number of
+//! module's `k`), its largest weights. With `min_rank = 0` a module may keep none: rank 0, no
+//! adapter at all in the retrain. Budget rules: a budget larger than the total number of
 //! components keeps everything; a budget smaller than what `min_rank` reserves
 //! (`sum_l min(min_rank, k_l)`) is an error rather than being silently raised.
 //!
@@ -33,7 +34,8 @@ pub const THRESHOLD_TOLERANCE: f64 = 1e-6;
 pub struct SelectionConfig {
     /// The threshold `lambda` for every module; `None`: [`Gate::default_threshold`] per module.
     pub threshold: Option<f64>,
-    /// Components every module keeps at least (>= 1; clamped to the module's `k`).
+    /// Components every module keeps at least (clamped to the module's `k`; 0 lets a module
+    /// end with rank 0).
     pub min_rank: usize,
     /// Keep the top `budget` components across all modules instead of thresholding.
     pub budget: Option<usize>,
@@ -181,12 +183,6 @@ pub fn select_ranks(
 }
 
 fn validate(modules: &[ModuleWeights], config: &SelectionConfig) -> Result<()> {
-    if config.min_rank == 0 {
-        return Err(Error::InvalidConfig {
-            what: "min_rank",
-            why: "must be at least 1 (a LoRA module cannot have rank 0)".into(),
-        });
-    }
     if let Some(t) = config.threshold
         && !t.is_finite()
     {
@@ -324,7 +320,7 @@ mod tests {
     }
 
     #[test]
-    fn min_rank_is_clamped_to_k_and_zero_is_rejected() -> Result<()> {
+    fn min_rank_is_clamped_to_k_and_zero_lets_a_module_keep_nothing() -> Result<()> {
         let big = SelectionConfig {
             min_rank: 10,
             ..Default::default()
@@ -334,7 +330,16 @@ mod tests {
             min_rank: 0,
             ..Default::default()
         };
-        assert!(select_ranks(&[softmax("q", &[0.9, 0.1])], &zero).is_err());
+        let below = SelectionConfig {
+            threshold: Some(0.95),
+            ..zero
+        };
+        let chosen = select_ranks(&[softmax("q", &[0.9, 0.1])], &below)?;
+        assert_eq!((chosen[0].rank, chosen[0].kept.len()), (0, 0));
+        assert_eq!(
+            select_ranks(&[softmax("q", &[0.9, 0.1])], &zero)?[0].rank,
+            1
+        );
         Ok(())
     }
 

@@ -272,18 +272,30 @@ pub struct BertModel {
 /// Top-level module names of the base model (for the loader's unexpected-tensor check).
 pub const BASE_MODULES: &[&str] = &["embeddings", "encoder", "pooler"];
 
+/// Whether the task class has a pooler (Hugging Face's `add_pooling_layer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolerUse {
+    /// The head reads it (BERT's sequence classification and regression).
+    Required,
+    /// Returned when the checkpoint has one (the bare encoder, `BertModel`).
+    IfPresent,
+    /// None (token classification; RoBERTa's heads read the first token instead).
+    None,
+}
+
 impl BertModel {
     /// Loads the body. `kind` is the computation kind (layer norms too); `storage` the kind of
-    /// the large frozen matrices (embeddings, linear layers), e.g. bf16 on CUDA. With
-    /// `need_pooler` and no pooler in the checkpoint, a frozen pooler is initialised from
-    /// `rng` (as Hugging Face does) and a warning is logged.
+    /// the large frozen matrices (embeddings, linear layers), e.g. bf16 on CUDA. `pooler` says
+    /// whether the task class has a pooler; with [`PoolerUse::Required`] and none in the
+    /// checkpoint, a frozen pooler is initialised from `rng` (as Hugging Face does) and a
+    /// warning is logged.
     pub fn load(
         w: &mut WeightLoader,
         config: &BertConfig,
         positions: PositionIds,
         kind: Kind,
         storage: Kind,
-        need_pooler: bool,
+        pooler: PoolerUse,
         rng: &mut HeadRng,
     ) -> Result<Self> {
         let h = config.hidden_size;
@@ -344,15 +356,24 @@ impl BertModel {
                 output_norm: LayerNorm::load(w, &format!("{p}.output.LayerNorm"), h, eps, kind)?,
             });
         }
-        let pooler = if w.has("pooler.dense.weight") {
-            Some(load_linear(w, "pooler.dense", h, h, storage)?)
-        } else if need_pooler {
-            tracing::warn!("checkpoint has no pooler; initialising a fresh frozen one");
-            let (weight, bias) =
-                init_linear(h, h, config.initializer_range, rng, storage, w.device())?;
-            Some(LoraLinear::new(weight, Some(bias))?)
-        } else {
-            None
+        let pooler = match (pooler, w.has("pooler.dense.weight")) {
+            (PoolerUse::Required | PoolerUse::IfPresent, true) => {
+                Some(load_linear(w, "pooler.dense", h, h, storage)?)
+            }
+            (PoolerUse::Required, false) => {
+                tracing::warn!("checkpoint has no pooler; initialising a fresh frozen one");
+                let (weight, bias) =
+                    init_linear(h, h, config.initializer_range, rng, storage, w.device())?;
+                Some(LoraLinear::new(weight, Some(bias))?)
+            }
+            // The task class has no pooler (token classification, RoBERTa's heads): the
+            // checkpoint's is left out, so it is neither computed nor a LoRA target.
+            (PoolerUse::None, true) => {
+                w.ignore_suffix("pooler.dense.weight");
+                w.ignore_suffix("pooler.dense.bias");
+                None
+            }
+            (_, false) => None,
         };
         Ok(BertModel {
             config: config.clone(),

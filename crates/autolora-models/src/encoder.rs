@@ -12,7 +12,7 @@
 use autolora_core::{LoraLinear, NamedParam};
 use tch::{Device, Kind};
 
-use crate::bert::{BASE_MODULES, BertConfig, BertModel, PositionIds};
+use crate::bert::{BASE_MODULES, BertConfig, BertModel, PoolerUse, PositionIds};
 use crate::config::{Architecture, RawConfig};
 use crate::layers::{AttentionImpl, HeadLinear, HeadRng, dropout};
 use crate::load::LoadOptions;
@@ -90,17 +90,15 @@ impl EncoderModel {
             options.device,
         )?;
         let mut rng = HeadRng::new(options.seed);
-        let need_pooler = architecture == Architecture::Bert
-            && matches!(task, Task::SequenceClassification { .. } | Task::Regression);
-        let mut body = BertModel::load(
-            &mut w,
-            &config,
-            positions,
-            kind,
-            storage,
-            need_pooler,
-            &mut rng,
-        )?;
+        let pooler = match (architecture, task) {
+            (_, Task::Encoder) => PoolerUse::IfPresent,
+            (Architecture::Bert, Task::SequenceClassification { .. } | Task::Regression) => {
+                PoolerUse::Required
+            }
+            _ => PoolerUse::None,
+        };
+        let mut body =
+            BertModel::load(&mut w, &config, positions, kind, storage, pooler, &mut rng)?;
         body.set_attention(options.attention);
         let h = config.hidden_size;
         let std = config.initializer_range;

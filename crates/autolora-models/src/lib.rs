@@ -83,5 +83,5 @@ pub use error::{Error, Result};
 pub use generate::{Generation, GenerationConfig, generate};
 pub use layers::AttentionImpl;
 pub use load::{LoadOptions, check_model, gguf_file, load_model, tokenizer_path};
-pub use model::{IGNORE_INDEX, Model, ModelInput, ModelOutput, Task};
+pub use model::{ALL_LINEAR, IGNORE_INDEX, Model, ModelInput, ModelOutput, Task};
 pub use weights::{LoadReport, SafeTensorStore, TensorSource, WeightLoader, write_safetensors};

@@ -162,7 +162,8 @@ pub trait Model {
     }
 
     /// Attaches a fresh adapter (`A` kaiming-uniform, `B` zero) to every linear layer whose
-    /// path matches one of `patterns` (see [`module_matches`]); an empty slice means
+    /// path matches one of `patterns` (see [`module_matches`]; [`ALL_LINEAR`] matches every
+    /// linear layer of the network); an empty slice means
     /// [`default_lora_targets`](Self::default_lora_targets). With `gate`, each adapter gets
     /// selection variables. Returns the adapted module paths. A pattern matching no layer is
     /// an error.
@@ -182,7 +183,7 @@ pub trait Model {
         };
         let (device, kind) = (self.device(), self.kind());
         let names: Vec<String> = self.linear_layers().into_iter().map(|(n, _)| n).collect();
-        for p in &patterns {
+        for p in patterns.iter().filter(|p| *p != ALL_LINEAR) {
             if !names.iter().any(|n| module_matches(n, p)) {
                 return Err(Error::InvalidArgument {
                     what: "LoRA target pattern",
@@ -196,7 +197,10 @@ pub trait Model {
         }
         let mut adapted = Vec::new();
         for (name, layer) in self.linear_layers_mut() {
-            if !patterns.iter().any(|p| module_matches(&name, p)) {
+            if !patterns
+                .iter()
+                .any(|p| p == ALL_LINEAR || module_matches(&name, p))
+            {
                 continue;
             }
             let adapter = Adapter::with_options(
@@ -278,6 +282,14 @@ pub trait Model {
             .collect()
     }
 }
+
+/// The target pattern that selects every linear layer of the network, as PEFT's
+/// `target_modules = "all-linear"` does: the attention and feed-forward projections of every
+/// block (and BERT's pooler where the task uses it), never the task head or the language-model
+/// head, which are trained in full. (PEFT excludes a head only for causal LMs and sequence
+/// classifiers; for token classification it would also adapt the `classifier`, which here is
+/// trained in full instead.)
+pub const ALL_LINEAR: &str = "all-linear";
 
 /// Whether module path `name` matches `pattern`, with Hugging Face PEFT's list semantics:
 /// the pattern equals the path or is a dotted suffix of it (`query` matches
