@@ -203,7 +203,9 @@ impl Session {
         config.validate()?;
         let out_dir = config.run.out_dir.clone();
         let saved_path = out_dir.join(CONFIG_FILE);
-        let saved = if saved_path.is_file() {
+        // A new run replaces the directory's settings without reading them (they may be
+        // another version's); the other intents are checked against them.
+        let saved = if saved_path.is_file() && !matches!(intent, Intent::Start) {
             Some(RunConfig::load(&saved_path)?)
         } else {
             None
