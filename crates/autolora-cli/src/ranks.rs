@@ -75,6 +75,14 @@ impl RanksFile {
         })
     }
 
+    /// The ranks as a training plan (module path -> rank).
+    pub fn plan(&self) -> crate::train::RankPlan {
+        self.modules
+            .iter()
+            .map(|m| (m.name.clone(), m.rank as i64))
+            .collect()
+    }
+
     /// LoRA parameters of `rank(module)` on every module: the size of an allocation.
     pub fn lora_params(&self, rank: impl Fn(&ModuleSelection) -> i64) -> Result<i64> {
         self.modules

@@ -60,11 +60,7 @@ pub fn run(session: &Session, resume: bool) -> Result<()> {
         searched.path.display(),
         ranks.table()
     );
-    let plan: RankPlan = ranks
-        .modules
-        .iter()
-        .map(|m| (m.name.clone(), m.rank as i64))
-        .collect();
+    let plan = ranks.plan();
     let warm = if session.config.train.warm_start {
         Some(warm_start(
             searched.model.as_ref(),
@@ -276,12 +272,7 @@ mod tests {
         let session = Session::open(config, &Intent::Start)?;
         let mut searched = search::run(&session, false)?;
         let warm = warm_start(searched.model.as_ref(), &searched.ranks, 16.0)?;
-        let plan: RankPlan = searched
-            .ranks
-            .modules
-            .iter()
-            .map(|m| (m.name.clone(), m.rank as i64))
-            .collect();
+        let plan = searched.ranks.plan();
         let retrain = train::prepared_model(&session, &plan, Some(&warm))?;
         for (name, layer) in retrain.adapted_layers() {
             let adapter = layer.adapter().expect("an adapter");

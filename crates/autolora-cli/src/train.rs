@@ -245,10 +245,5 @@ pub fn uniform_plan(session: &Session, rank: i64) -> Result<RankPlan> {
 
 /// Reads a plan from a `ranks.json`.
 pub fn plan_from_file(path: &Path) -> Result<RankPlan> {
-    let ranks = crate::ranks::RanksFile::load(path)?;
-    Ok(ranks
-        .modules
-        .iter()
-        .map(|m| (m.name.clone(), m.rank as i64))
-        .collect())
+    Ok(crate::ranks::RanksFile::load(path)?.plan())
 }

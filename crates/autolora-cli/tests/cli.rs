@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde_json::Value;
 
 mod common;
@@ -294,55 +294,62 @@ fn a_broken_model_is_reported_before_the_data_are_read() -> Result<()> {
 
 #[test]
 fn exported_adapter_gives_the_same_logits_in_python_peft() -> Result<()> {
-    use autolora_models::{LoadOptions, ModelInput, Task, load_model, peft::apply_peft_adapter};
-    let Some(python) = reference_python() else {
+    if reference_python().is_none() {
         eprintln!("SKIPPED: the reference Python is not installed (run `cargo xtask setup`)");
         return Ok(());
-    };
+    }
     let dir = tempfile::tempdir()?;
     let config = run_file(dir.path(), "compare_fixed_rank = false")?;
     ok(autolora(&["run", "--config", config.to_str().unwrap()])?)?;
-    let adapter = dir.path().join("run/adapter");
-    let model_dir = fixtures().join("tiny-bert");
-    let ids: Vec<i64> = vec![2, 9, 14, 21, 30, 17, 3];
+    let worst = peft_logit_gap(&dir.path().join("run/adapter"))?;
+    assert!(worst < 1e-4, "largest logit difference to PEFT: {worst}");
+    Ok(())
+}
 
-    // Our side: the path `autolora eval` takes (fresh model + exported adapter).
-    let num_labels = 9;
+/// The largest difference between the token-classification logits of tiny-bert with the
+/// PEFT adapter in `adapter`, on our side (the path `autolora eval` takes: fresh model +
+/// exported adapter) and in PyPI `peft` (`tests/reference/peft_roundtrip.py`). Needs the
+/// reference Python.
+fn peft_logit_gap(adapter: &Path) -> Result<f32> {
+    use autolora_models::{LoadOptions, ModelInput, Task, load_model, peft::apply_peft_adapter};
+    let python = reference_python().context("the reference Python is not installed")?;
+    let (model_dir, num_labels) = (fixtures().join("tiny-bert"), 9);
+    let ids: Vec<i64> = vec![2, 9, 14, 21, 30, 17, 3];
     let mut model = load_model(
         &model_dir,
         Task::TokenClassification { num_labels },
         &LoadOptions::default(),
     )?;
-    apply_peft_adapter(model.as_mut(), &adapter)?;
+    apply_peft_adapter(model.as_mut(), adapter)?;
     let input_ids = tch::Tensor::from_slice(&ids).view([1, -1]);
     let mask = input_ids.ones_like();
-    let out = model.forward_t(
-        &ModelInput {
-            input_ids: &input_ids,
-            attention_mask: &mask,
-            token_type_ids: None,
-        },
-        false,
-    )?;
-    let ours: Vec<f32> = Vec::try_from(out.logits.unwrap().reshape([-1]))?;
+    let input = ModelInput {
+        input_ids: &input_ids,
+        attention_mask: &mask,
+        token_type_ids: None,
+    };
+    let logits = model.forward_t(&input, false)?.logits.context("a head")?;
+    let ours: Vec<f32> = Vec::try_from(logits.reshape([-1]))?;
 
-    let script = reference_script("peft_roundtrip.py");
     let mut cmd = Command::new(python);
-    cmd.arg(script)
+    cmd.arg(reference_script("peft_roundtrip.py"))
         .arg(&model_dir)
-        .arg(&adapter)
-        .arg(num_labels.to_string());
-    cmd.args(ids.iter().map(i64::to_string));
+        .arg(adapter)
+        .arg(num_labels.to_string())
+        .args(ids.iter().map(i64::to_string));
     let theirs: Vec<Vec<f32>> = serde_json::from_str(&ok(cmd.output()?)?)?;
     let theirs: Vec<f32> = theirs.into_iter().flatten().collect();
-    assert_eq!(ours.len(), theirs.len());
-    let worst = ours
+    anyhow::ensure!(
+        ours.len() == theirs.len(),
+        "{} vs {} logits",
+        ours.len(),
+        theirs.len()
+    );
+    Ok(ours
         .iter()
         .zip(&theirs)
         .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(worst < 1e-4, "largest logit difference to PEFT: {worst}");
-    Ok(())
+        .fold(0f32, f32::max))
 }
 
 #[test]
@@ -384,7 +391,6 @@ fn all_linear_selects_the_modules_peft_selects() -> Result<()> {
 
 #[test]
 fn an_all_linear_adapter_with_rank_zero_modules_loads_in_python_peft() -> Result<()> {
-    use autolora_models::{LoadOptions, ModelInput, Task, load_model, peft::apply_peft_adapter};
     let dir = tempfile::tempdir()?;
     let config = run_file(dir.path(), "")?;
     let c = config.to_str().unwrap();
@@ -432,44 +438,11 @@ fn an_all_linear_adapter_with_rank_zero_modules_loads_in_python_peft() -> Result
         "{dropped} has rank 0"
     );
 
-    let Some(python) = reference_python() else {
+    if reference_python().is_none() {
         eprintln!("SKIPPED the PEFT side: the reference Python is not installed");
         return Ok(());
-    };
-    let (model_dir, num_labels) = (fixtures().join("tiny-bert"), 9);
-    let ids: Vec<i64> = vec![2, 9, 14, 21, 30, 17, 3];
-    let mut model = load_model(
-        &model_dir,
-        Task::TokenClassification { num_labels },
-        &LoadOptions::default(),
-    )?;
-    apply_peft_adapter(model.as_mut(), &adapter)?;
-    let input_ids = tch::Tensor::from_slice(&ids).view([1, -1]);
-    let mask = input_ids.ones_like();
-    let input = ModelInput {
-        input_ids: &input_ids,
-        attention_mask: &mask,
-        token_type_ids: None,
-    };
-    let ours: Vec<f32> = Vec::try_from(
-        model
-            .forward_t(&input, false)?
-            .logits
-            .unwrap()
-            .reshape([-1]),
-    )?;
-    let mut cmd = Command::new(python);
-    cmd.arg(reference_script("peft_roundtrip.py"))
-        .arg(&model_dir)
-        .arg(&adapter)
-        .arg(num_labels.to_string())
-        .args(ids.iter().map(i64::to_string));
-    let theirs: Vec<Vec<f32>> = serde_json::from_str(&ok(cmd.output()?)?)?;
-    let worst = ours
-        .iter()
-        .zip(theirs.iter().flatten())
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    }
+    let worst = peft_logit_gap(&adapter)?;
     assert!(worst < 1e-4, "largest logit difference to PEFT: {worst}");
     Ok(())
 }
