@@ -7,6 +7,7 @@ mod download;
 mod experiment;
 mod gpu;
 mod provision;
+mod recovery;
 mod report;
 
 use std::path::PathBuf;
@@ -79,6 +80,22 @@ enum Job {
         #[arg(long = "task", value_name = "NAME")]
         tasks: Vec<String>,
     },
+    /// The planted-rank benchmark: does the AutoLoRA search recover the ranks of low-rank
+    /// updates planted in a teacher MiniLM, against the planted ranks themselves, a uniform rank
+    /// and a random allocation of the same parameters (resumable like `experiment`); writes its
+    /// block of docs/results.md and docs/recovery.json.
+    Recovery {
+        /// The quick check (xtask/recovery/quick.toml): one small cell; fails when the search's
+        /// ranks do not follow the planted ones.
+        #[arg(long, conflicts_with = "plan")]
+        quick: bool,
+        /// The plan (default: xtask/recovery/plan.toml).
+        #[arg(long)]
+        plan: Option<PathBuf>,
+        /// Only write the report from the units recorded so far.
+        #[arg(long)]
+        report: bool,
+    },
     /// Build the `cuda`-feature binaries for the GPU check (xtask/gpu/check.sh), pack them into
     /// .gpu-carry/ under the 64 MiB a device call may carry, and print that call.
     GpuPack {
@@ -137,6 +154,24 @@ fn main() -> Result<()> {
                 .collect();
             download::run(&assets)?;
             experiment::run(&plan, &build_cli()?, &tasks)
+        }
+        Job::Recovery {
+            quick,
+            plan,
+            report,
+        } => {
+            let default = if quick {
+                recovery::QUICK_PLAN
+            } else {
+                recovery::PLAN
+            };
+            let plan = provision::repo_root().join(plan.unwrap_or_else(|| default.into()));
+            if report {
+                return recovery::report(&plan);
+            }
+            setup_default()?;
+            download::run(&recovery::Plan::load(&plan)?.assets)?;
+            recovery::run(&plan, &build_cli()?)
         }
         Job::GpuPack { release } => {
             setup_default()?;

@@ -103,14 +103,14 @@ pub fn write_random(search_ranks: &Path, out: &Path, unit: &Unit, searched: &Rec
 /// A seed of its own per (task, seed), so allocations differ across tasks and seeds: the
 /// workspace's seed scheme with the task name's FNV-1a hash as the index.
 fn allocation_seed(unit: &Unit) -> u64 {
-    let task = unit
-        .task
-        .name
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-        });
-    derive_seed(unit.seed, task, stream::RANDOM_ALLOCATION)
+    derive_seed(unit.seed, fnv1a(&unit.task.name), stream::RANDOM_ALLOCATION)
+}
+
+/// The 64-bit FNV-1a hash of `text`: a stable index for a seed stream from a name.
+pub(crate) fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 #[cfg(test)]

@@ -9,10 +9,10 @@
 //! recorded and continues an interrupted run from its checkpoint (`--resume`). `report`
 //! turns the log into the generated part of `docs/results.md` and its figures.
 
-mod allocation;
+pub(crate) mod allocation;
 mod plot;
-mod records;
-mod summary;
+pub(crate) mod records;
+pub(crate) mod summary;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -149,13 +149,7 @@ pub fn run(plan_path: &Path, cli: &Path, only: &[String]) -> Result<()> {
     }
     let out = root.join(&plan.out_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    // One build serves the whole experiment, even if the tree is rebuilt while it runs. Copied
-    // under a temporary name and renamed, so a running copy is never written over.
-    let binary = out.join("autolora");
-    let staging = out.join(format!(".autolora-{}", std::process::id()));
-    std::fs::copy(cli, &staging)
-        .and_then(|_| std::fs::rename(&staging, &binary))
-        .with_context(|| format!("copying {} to {}", cli.display(), binary.display()))?;
+    let binary = install_binary(cli, &out)?;
     let log_path = out.join(records::LOG);
     let mut log = records::Log::load(&log_path)?;
     let units: Vec<Unit> = plan
@@ -174,14 +168,7 @@ pub fn run(plan_path: &Path, cli: &Path, only: &[String]) -> Result<()> {
             .iter()
             .filter(|u| log.find(u).is_none())
             .count() as u32;
-        // The estimate averages this driver's runs so far (searches and trainings alike).
-        let eta = match finished_here {
-            0 => String::new(),
-            n => format!(
-                ", about {:.0} min left",
-                (started.elapsed() / n * left).as_secs_f64() / 60.0
-            ),
-        };
+        let eta = eta(started, finished_here, left);
         println!(
             "\n[{}/{}] {} seed {} {}{eta}",
             index + 1,
@@ -200,6 +187,30 @@ pub fn run(plan_path: &Path, cli: &Path, only: &[String]) -> Result<()> {
         log_path.display()
     );
     report(plan_path)
+}
+
+/// Copies the `autolora` binary into `out` and returns the copy's path: one build serves a
+/// whole driver, even if the tree is rebuilt while it runs. Copied under a temporary name and
+/// renamed, so a running copy is never written over.
+pub(crate) fn install_binary(cli: &Path, out: &Path) -> Result<PathBuf> {
+    let binary = out.join("autolora");
+    let staging = out.join(format!(".autolora-{}", std::process::id()));
+    std::fs::copy(cli, &staging)
+        .and_then(|_| std::fs::rename(&staging, &binary))
+        .with_context(|| format!("copying {} to {}", cli.display(), binary.display()))?;
+    Ok(binary)
+}
+
+/// `", about N min left"` for `left` more runs, averaging this driver's `finished` runs since
+/// `started` (searches and trainings alike); empty before the first one finished.
+pub(crate) fn eta(started: Instant, finished: u32, left: u32) -> String {
+    match finished {
+        0 => String::new(),
+        n => format!(
+            ", about {:.0} min left",
+            (started.elapsed() / n * left).as_secs_f64() / 60.0
+        ),
+    }
 }
 
 /// Writes the report from the log as it stands.
@@ -273,6 +284,6 @@ fn run_unit(
 }
 
 /// A path as a TOML string (the `--set` value syntax).
-fn toml_path(path: &Path) -> String {
+pub(crate) fn toml_path(path: &Path) -> String {
     Value::String(path.display().to_string()).to_string()
 }

@@ -5,6 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -133,38 +134,9 @@ impl Log {
     /// Reads the log (empty when absent). A last line cut short by an interruption is reported
     /// and ignored, so its run is done again; a malformed line elsewhere is an error.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Log::default()),
-            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-        };
-        let lines: Vec<&str> = text.lines().collect();
-        let mut records = Vec::new();
-        for (index, line) in lines.iter().enumerate() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str(line) {
-                Ok(record) => records.push(record),
-                Err(e) if index + 1 == lines.len() && !text.ends_with('\n') => {
-                    println!(
-                        "{}:{}: an unfinished last line ({e}); its run will be done again",
-                        path.display(),
-                        index + 1
-                    );
-                }
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!(
-                            "{}:{}: expected one JSON record per line",
-                            path.display(),
-                            index + 1
-                        )
-                    });
-                }
-            }
-        }
-        Ok(Log { records })
+        Ok(Log {
+            records: load_lines(path)?,
+        })
     }
 
     /// The record of `unit`, if it finished.
@@ -188,19 +160,85 @@ impl Log {
 
     /// Appends a record to the file (one whole line per write) and to the log.
     pub fn append(&mut self, path: &Path, record: Record) -> Result<()> {
-        let mut line = serde_json::to_string(&record)?;
-        line.push('\n');
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        file.write_all(line.as_bytes())
-            .and_then(|()| file.sync_data())
-            .with_context(|| format!("appending to {}", path.display()))?;
+        append_line(path, &record)?;
         self.records.push(record);
         Ok(())
     }
+}
+
+/// Reads a JSON-lines log (empty when absent). A last line cut short by an interruption is
+/// reported and ignored, so its run is done again; a malformed line elsewhere is an error.
+pub(crate) fn load_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let mut records = Vec::new();
+    for (index, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(record) => records.push(record),
+            Err(e) if index + 1 == lines.len() && !text.ends_with('\n') => {
+                println!(
+                    "{}:{}: an unfinished last line ({e}); its run will be done again",
+                    path.display(),
+                    index + 1
+                );
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "{}:{}: expected one JSON record per line",
+                        path.display(),
+                        index + 1
+                    )
+                });
+            }
+        }
+    }
+    Ok(records)
+}
+
+/// Appends one record to a JSON-lines log as one whole line per write, synced to disk. A
+/// last line cut short by an interruption (which [`load_lines`] ignores) is cut off first, so
+/// the new line does not run on from it.
+pub(crate) fn append_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
+    let mut line = serde_json::to_string(record)?;
+    line.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    drop_unfinished_line(&mut file).with_context(|| format!("repairing {}", path.display()))?;
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_data())
+        .with_context(|| format!("appending to {}", path.display()))
+}
+
+/// Truncates `file` after its last newline when it does not end with one.
+fn drop_unfinished_line(file: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut last = [0u8];
+    file.seek(SeekFrom::Start(len - 1))?;
+    file.read_exact(&mut last)?;
+    if last[0] == b'\n' {
+        return Ok(());
+    }
+    let mut text = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_end(&mut text)?;
+    let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    file.set_len(keep as u64)
 }
 
 /// The source tree's commit, marked `-dirty` when it has local edits (empty outside a git
@@ -213,7 +251,8 @@ pub fn commit(root: &Path) -> String {
     }
 }
 
-fn read_json(path: &Path) -> Result<Value> {
+/// Reads a JSON file.
+pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{}: expected JSON", path.display()))
@@ -299,6 +338,10 @@ mod tests {
         ))?;
         std::fs::write(&path, format!("{whole}\n{{\"task\": \"con"))?;
         assert_eq!(Log::load(&path)?.records.len(), 1);
+        // The next record replaces the unfinished line.
+        let mut log = Log::load(&path)?;
+        log.append(&path, log.records[0].clone())?;
+        assert_eq!(Log::load(&path)?.records.len(), 2);
         std::fs::write(&path, format!("{{\"task\": \"con\n{whole}\n"))?;
         let err = Log::load(&path).unwrap_err();
         assert!(

@@ -330,7 +330,7 @@ fn heatmaps(
 /// `encoder.layer.3.attention.output.dense` -> `3.attention.output.dense`: the layer index and
 /// the whole role after it (the last component alone is ambiguous: BERT has three `dense`
 /// modules per layer).
-fn short_name(module: &str) -> String {
+pub(crate) fn short_name(module: &str) -> String {
     let parts: Vec<&str> = module.split('.').collect();
     match parts.iter().position(|p| p.parse::<usize>().is_ok()) {
         Some(i) if i + 1 < parts.len() => parts[i..].join("."),
