@@ -21,7 +21,8 @@ pub struct DeviceBatch {
     /// Segment ids [b, s] of pairs; `None` when every id is 0 (single texts, causal LM), which
     /// encoders read as all zeros and decoders, having no segment embedding, require.
     pub token_type_ids: Option<Tensor>,
-    /// Labels: [b, s] per token (-100 ignored), [b] per example, or [b] f32 for regression.
+    /// Labels: [b, s] per token (-100 ignored), [b] per example, [b] f32 for regression, or
+    /// [b, s, classes] f32 distributions per token (all zero at padding) for distillation.
     pub labels: Tensor,
     /// Real (unpadded) tokens in the batch, for throughput.
     pub tokens: i64,
@@ -91,9 +92,13 @@ impl StepBatches {
     }
 
     /// Every batch, in preparation order.
-    #[cfg(test)]
     pub fn all(&self) -> &[DeviceBatch] {
         &self.batches
+    }
+
+    /// Mutable access to the batches (a task that computes its targets from the inputs).
+    pub fn all_mut(&mut self) -> &mut [DeviceBatch] {
+        &mut self.batches
     }
 
     /// The batch that step `step` uses.

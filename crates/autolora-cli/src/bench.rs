@@ -252,6 +252,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         base_kind: args.base_dtype.kind(),
         seed: args.seed,
         attention,
+        dropout: None,
     };
     let task = Task::TokenClassification {
         num_labels: args.labels,

@@ -42,6 +42,9 @@ pub struct ModelConfig {
     pub asset: Option<String>,
     /// Dtype of the frozen base weights: `f32`, or `bf16` (CUDA).
     pub base_dtype: String,
+    /// Replaces every dropout probability of the model's config (hidden, attention and
+    /// classifier dropout), e.g. `0` to train without dropout; unset: the config's.
+    pub dropout: Option<f64>,
 }
 
 impl Default for ModelConfig {
@@ -50,6 +53,7 @@ impl Default for ModelConfig {
             dir: None,
             asset: Some("minilm".into()),
             base_dtype: "f32".into(),
+            dropout: None,
         }
     }
 }
@@ -70,6 +74,37 @@ pub struct TaskConfig {
     pub train_limit: Option<usize>,
     /// Use only the first N evaluation examples.
     pub eval_limit: Option<usize>,
+    /// The planted-rank task (`name = "planted"`).
+    pub planted: PlantedSettings,
+}
+
+/// The planted-rank task: a teacher made of the base model plus updates of known rank per
+/// module (`dW = s U V^T`, random orthonormal `U`, `V`), whose token distributions through a
+/// fixed random head the student fits (KL) with the same frozen head; CoNLL-2003 sentences
+/// (`task.data_dir` or the asset) are the text. The ground truth for the search.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlantedSettings {
+    /// The planted ranks: a TOML file with a `[ranks]` table of module path -> rank (modules
+    /// not listed: 0).
+    pub pattern: Option<PathBuf>,
+    /// Strength of every planted update: `||dW h|| / ||W h||` over the calibration tokens.
+    pub rho: f64,
+    /// Classes of the random head (the width of the distributions the student fits).
+    pub classes: i64,
+    /// Shuffle the targets across tokens (the control: nothing left to recover).
+    pub shuffle: bool,
+}
+
+impl Default for PlantedSettings {
+    fn default() -> Self {
+        PlantedSettings {
+            pattern: None,
+            rho: 0.05,
+            classes: 64,
+            shuffle: false,
+        }
+    }
 }
 
 impl Default for TaskConfig {
@@ -80,6 +115,7 @@ impl Default for TaskConfig {
             max_length: 128,
             train_limit: None,
             eval_limit: None,
+            planted: PlantedSettings::default(),
         }
     }
 }
@@ -132,12 +168,27 @@ pub struct SearchConfig {
     pub inner_optimizer: OptimizerKind,
     /// Inner learning rate.
     pub inner_lr: f64,
-    /// Outer (Adam) learning rate on the selection logits.
+    /// Outer optimizer on the selection logits: `adam` (the authors': every step moves each
+    /// logit by about `outer_lr`, whatever the hypergradient's size) or `sgd` (steps in
+    /// proportion to the hypergradient).
+    pub outer_optimizer: OptimizerKind,
+    /// Outer learning rate on the selection logits.
     pub outer_lr: f64,
     /// Outer Adam betas.
     pub outer_betas: (f64, f64),
-    /// Number of search steps.
+    /// Number of search steps (warm-up and inner-only steps included).
     pub steps: u64,
+    /// Steps at the start that train the LoRA weights and head with the selection frozen
+    /// (inner steps only), so the hypergradient measures trained adapters rather than their
+    /// initialisation. 0: the paper (outer steps from the first step).
+    pub warmup_steps: u64,
+    /// After the warm-up, an outer (bilevel) step every N steps; the others are inner steps.
+    pub outer_every: u64,
+    /// Validation batches averaged in each outer step's validation loss.
+    pub val_batches: usize,
+    /// Dropout in the validation loss (the authors' code: on; off scores the validation batch
+    /// as evaluation does).
+    pub val_dropout: bool,
     /// Batch size of the train and validation batches.
     pub batch_size: usize,
     /// Fraction of the training set held out as the search's validation set.
@@ -147,6 +198,9 @@ pub struct SearchConfig {
     pub threshold: Option<f64>,
     /// Instead of a threshold, keep this many components in total across modules.
     pub budget: Option<usize>,
+    /// Instead of a threshold, keep the highest-weighted components across modules while their
+    /// LoRA parameters (in + out features per unit of rank) fit this many.
+    pub budget_params: Option<i64>,
     /// Every module keeps at least this many components.
     pub min_rank: usize,
 }
@@ -159,13 +213,19 @@ impl Default for SearchConfig {
             rollback: true,
             inner_optimizer: OptimizerKind::Adam,
             inner_lr: 3e-4,
+            outer_optimizer: OptimizerKind::Adam,
             outer_lr: 1e-2,
             outer_betas: (0.5, 0.999),
             steps: 300,
+            warmup_steps: 0,
+            outer_every: 1,
+            val_batches: 1,
+            val_dropout: true,
             batch_size: 16,
             val_ratio: 0.3,
             threshold: None,
             budget: None,
+            budget_params: None,
             min_rank: 1,
         }
     }
@@ -177,7 +237,8 @@ impl Default for SearchConfig {
 pub enum RankSource {
     /// The same rank for every module.
     Uniform(i64),
-    /// A `ranks.json` written by `search` (or the word `search` inside `run`).
+    /// A `ranks.json` written by `search` (or the word `search` inside `run`), or a TOML
+    /// rank table.
     File(PathBuf),
 }
 
@@ -185,7 +246,8 @@ pub enum RankSource {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
-    /// The ranks: an integer, or the path of a ranks.json.
+    /// The ranks: an integer, the path of a ranks.json, or of a TOML file with a `[ranks]`
+    /// table of module path -> rank (modules not listed are not adapted).
     pub ranks: RankSource,
     /// Start from the pruned search weights instead of from scratch (the paper retrains
     /// from scratch).
@@ -342,6 +404,16 @@ impl RunConfig {
                 "search.val_ratio must be in (0, 1), got {}",
                 self.search.val_ratio
             );
+        }
+        if self.search.outer_every == 0 || self.search.val_batches == 0 {
+            bail!(
+                "search.outer_every and search.val_batches must be at least 1, got {} and {}",
+                self.search.outer_every,
+                self.search.val_batches
+            );
+        }
+        if self.search.budget.is_some() && self.search.budget_params.is_some() {
+            bail!("set search.budget (components) or search.budget_params (parameters), not both");
         }
         if self.lora.k < 1 {
             bail!("lora.k must be at least 1, got {}", self.lora.k);

@@ -69,11 +69,33 @@ pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeM
             );
             Ok(out)
         }
+        TaskSpec::Planted { .. } => Ok(BTreeMap::from([(
+            "kl".to_string(),
+            soft_target_kl(model, &set.batches)?,
+        )])),
         TaskSpec::Generation => anyhow::bail!(
             "the `{}` split of a generation task has no prompts to generate from",
             set.name
         ),
     }
+}
+
+/// KL from the batches' target distributions to the model's, averaged over every real token
+/// of `batches` (a distillation task's score: 0 when the model matches its targets).
+pub fn soft_target_kl(model: &dyn Model, batches: &[DeviceBatch]) -> Result<f64> {
+    let (mut sum, mut rows) = (0.0, 0.0);
+    for batch in batches {
+        let n = batch
+            .labels
+            .sum_dim_intlist(-1, false, Kind::Float)
+            .gt(0.0)
+            .sum(Kind::Double)
+            .double_value(&[]);
+        sum += batch.loss(model, false)?.double_value(&[]) * n;
+        rows += n;
+    }
+    anyhow::ensure!(rows > 0.0, "no tokens to score");
+    Ok(sum / rows)
 }
 
 /// The task head's output on a batch.

@@ -11,6 +11,7 @@ mod export;
 mod heatmap;
 mod lm_tokenizer;
 mod metrics;
+mod planted;
 mod progress;
 mod ranks;
 mod run;
@@ -173,7 +174,7 @@ fn dispatch(command: Command) -> Result<()> {
             let session = args.open()?;
             let plan = match &session.config.train.ranks {
                 RankSource::Uniform(r) => train::uniform_plan(&session, *r)?,
-                RankSource::File(path) => train::plan_from_file(path)?,
+                RankSource::File(path) => ranks::read_plan(path)?,
             };
             let outcome = train::run(&session, &plan, None, "train", args.resume)?;
             run::save_adapter(&session, outcome.model.as_ref(), "adapter")?;

@@ -53,7 +53,11 @@ impl RanksFile {
             .iter()
             .filter_map(|(name, layer)| {
                 let gate = layer.adapter()?.gate.as_ref()?;
-                Some(ModuleWeights::from_gate(name.clone(), gate))
+                let cost = layer.in_features() + layer.out_features();
+                Some(
+                    ModuleWeights::from_gate(name.clone(), gate)
+                        .map(|w| w.with_params_per_rank(cost)),
+                )
             })
             .collect::<autolora_core::Result<Vec<_>>>()?;
         let params_per_rank = layers
@@ -64,6 +68,7 @@ impl RanksFile {
             threshold: search.threshold,
             min_rank: search.min_rank,
             budget: search.budget,
+            budget_params: search.budget_params,
         };
         Ok(RanksFile {
             format_version: FORMAT_VERSION,
@@ -194,6 +199,40 @@ impl RanksFile {
             );
         }
         out
+    }
+}
+
+/// Reads a rank table: a TOML file whose `[ranks]` table maps full module paths to ranks
+/// (`"encoder.layer.4.output.dense" = 8`), the format of planted patterns and of hand-written
+/// allocations. Ranks are integers >= 0; a module not listed has rank 0.
+pub fn read_rank_table(path: &Path) -> Result<crate::train::RankPlan> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RankTable {
+        ranks: BTreeMap<String, i64>,
+    }
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading rank table {}", path.display()))?;
+    let table: RankTable = toml::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected a TOML rank table, a `[ranks]` table of module path = rank",
+            path.display()
+        )
+    })?;
+    if let Some((name, rank)) = table.ranks.iter().find(|(_, r)| **r < 0) {
+        bail!(
+            "{}: module {name} has rank {rank}; ranks are >= 0",
+            path.display()
+        );
+    }
+    Ok(table.ranks)
+}
+
+/// The ranks of a `train.ranks` file: a rank table (`.toml`) or a `ranks.json`.
+pub fn read_plan(path: &Path) -> Result<crate::train::RankPlan> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("toml") => read_rank_table(path),
+        _ => Ok(RanksFile::load(path)?.plan()),
     }
 }
 

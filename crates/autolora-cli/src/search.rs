@@ -69,44 +69,61 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
     }
 
     let data = &session.data;
-    let total = config.search.steps;
+    let search = &config.search;
+    let total = search.steps;
     let mut progress = Progress::new("search", total, engine.steps_done());
     let started = Instant::now();
     let mut tokens = 0i64;
     while engine.steps_done() < total {
         let step = engine.steps_done();
-        let (train_batch, val_batch) = (data.search_train.at(step), data.search_val.at(step));
-        let report = engine
-            .step(
-                || train_batch.loss(model.as_ref(), true),
-                || val_batch.loss(model.as_ref(), true),
+        let train_batch = data.search_train.at(step);
+        let failed = || {
+            format!(
+                "search step {step} failed; the last good checkpoint is {}. Every step is a \
+                 function of (seed, step), so resuming unchanged repeats this; resume with a \
+                 smaller learning rate, e.g. `--resume --set search.outer_lr=... \
+                 --accept-change search.outer_lr` (or search.inner_lr)",
+                checkpoint_path.display()
             )
-            .with_context(|| {
-                format!(
-                    "search step {step} failed; the last good checkpoint is {}. Every step is a \
-                     function of (seed, step), so resuming unchanged repeats this; resume with a \
-                     smaller learning rate, e.g. `--resume --set search.outer_lr=... \
-                     --accept-change search.outer_lr` (or search.inner_lr)",
-                    checkpoint_path.display()
-                )
-            })?;
-        tokens += train_batch.tokens + val_batch.tokens;
+        };
+        if !is_outer_step(search, step) {
+            let loss = engine
+                .inner_step(|| train_batch.loss(model.as_ref(), true))
+                .with_context(failed)?;
+            tokens += train_batch.tokens;
+            let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            progress.advance(&format!("train {loss:.4} (inner step) {rate:.0} tok/s"));
+            crate::metrics::append(
+                &metrics_path,
+                &serde_json::json!({"step": step, "train_loss": loss, "outer": false}),
+            )?;
+            checkpoint_if_due(session, &engine, &weights, &selection, &checkpoint_path)?;
+            continue;
+        }
+        // The validation batches of outer step `step`: consecutive in the split's seeded order.
+        let val_loss = || -> Result<tch::Tensor> {
+            let mut sum = None;
+            for j in 0..search.val_batches as u64 {
+                let batch = data.search_val.at(step * search.val_batches as u64 + j);
+                let loss = batch.loss(model.as_ref(), search.val_dropout)?;
+                sum = Some(match sum {
+                    None => loss,
+                    Some(s) => s + loss,
+                });
+            }
+            Ok(sum.expect("val_batches >= 1") / search.val_batches as f64)
+        };
+        let report = engine
+            .step(|| train_batch.loss(model.as_ref(), true), val_loss)
+            .with_context(failed)?;
+        tokens += train_batch.tokens;
         let rate = tokens as f64 / started.elapsed().as_secs_f64().max(1e-9);
         progress.advance(&format!(
             "train {:.4} val {:.4} |hg| {:.2e} {:.0} tok/s",
             report.train_loss, report.val_loss, report.hypergradient_norm, rate
         ));
         crate::metrics::append(&metrics_path, &report)?;
-        let done = engine.steps_done();
-        if done % config.run.checkpoint_every.max(1) == 0 || done == total {
-            let mut ckpt = Checkpoint::default();
-            ckpt.set_step(done);
-            ckpt.put_params("weights", &weights);
-            ckpt.put_params("selection", &selection);
-            ckpt.put_optimizer("inner", engine.inner());
-            ckpt.put_optimizer("outer", engine.outer());
-            ckpt.save(&checkpoint_path)?;
-        }
+        checkpoint_if_due(session, &engine, &weights, &selection, &checkpoint_path)?;
     }
     progress.finish();
 
@@ -118,6 +135,34 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
     ranks.save(&path)?;
     ranks.draw_heatmap(&session.out_dir.join("ranks.svg"))?;
     Ok(SearchOutcome { ranks, path, model })
+}
+
+/// Whether search step `step` updates the selection (a bilevel step) or only the LoRA weights
+/// and head: the warm-up's steps and, after it, all but every `outer_every`-th are inner steps.
+pub fn is_outer_step(search: &SearchConfig, step: u64) -> bool {
+    step >= search.warmup_steps && (step - search.warmup_steps) % search.outer_every.max(1) == 0
+}
+
+/// Writes the search checkpoint after a step if the run's interval (or the last step) says so.
+fn checkpoint_if_due(
+    session: &Session,
+    engine: &BilevelSearch,
+    weights: &[NamedParam],
+    selection: &[NamedParam],
+    path: &std::path::Path,
+) -> Result<()> {
+    let done = engine.steps_done();
+    if done % session.config.run.checkpoint_every.max(1) != 0 && done != session.config.search.steps
+    {
+        return Ok(());
+    }
+    let mut ckpt = Checkpoint::default();
+    ckpt.set_step(done);
+    ckpt.put_params("weights", weights);
+    ckpt.put_params("selection", selection);
+    ckpt.put_optimizer("inner", engine.inner());
+    ckpt.put_optimizer("outer", engine.outer());
+    ckpt.save(path)
 }
 
 /// The search engine with the run file's settings over `weights` (LoRA factors and head,
@@ -141,6 +186,7 @@ pub fn engine(
     let outer = Optimizer::new(
         slots(selection),
         OptimConfig {
+            kind: search.outer_optimizer,
             lr: search.outer_lr,
             ..OptimConfig::search_outer()
         }

@@ -247,6 +247,12 @@ impl Session {
             if let Some(line) = resume_record {
                 autolora_data::atomic::append_line(&out_dir.join(RESUMES_FILE), &line)?;
             }
+            if let Some(planted) = &data.planted {
+                autolora_data::atomic::write(
+                    &out_dir.join(crate::planted::REPORT_FILE),
+                    serde_json::to_string_pretty(planted)?.as_bytes(),
+                )?;
+            }
             autolora_data::atomic::write(&saved_path, config.to_toml()?.as_bytes())?;
         }
         Ok(Session {
@@ -258,32 +264,56 @@ impl Session {
         })
     }
 
-    /// Loads a fresh copy of the base model with the task's head (seeded), no adapters, and
+    /// Loads a fresh copy of the base model with the task's head (seeded, readied by
+    /// [`TaskSpec::prepare_head`](crate::task::TaskSpec::prepare_head)), no adapters, and
     /// reseeds libtorch's generator from the run seed, so that adapters attached next are
     /// initialised the same way in every run with this seed.
     pub fn load_model(&self, attention: AttentionImpl) -> Result<Box<dyn Model>> {
-        let seed = self.config.run.seed;
-        tch::manual_seed(derive_seed(seed, 0, stream::ADAPTER_INIT));
-        let base_kind = match self.config.model.base_dtype.as_str() {
-            "f32" => None,
-            "bf16" => Some(Kind::BFloat16),
-            other => bail!("model.base_dtype must be f32 or bf16, got `{other}`"),
-        };
-        let options = LoadOptions {
-            device: self.device,
-            kind: Kind::Float,
-            base_kind,
-            seed: autolora_data::rng::derive_seed(seed, 0, stream::HEAD_INIT),
+        let spec = &self.data.spec;
+        let model = load_base(
+            &self.config,
+            &self.model_dir,
+            self.device,
+            spec.model_task(),
             attention,
-        };
-        load_model(&self.model_dir, self.data.spec.model_task(), &options)
-            .with_context(|| format!("loading the model from {}", self.model_dir.display()))
+        )?;
+        spec.prepare_head(model.as_ref());
+        Ok(model)
     }
 
     /// A path inside the run directory.
     pub fn path(&self, name: impl AsRef<Path>) -> PathBuf {
         self.out_dir.join(name)
     }
+}
+
+/// The base model of the run's settings with a freshly initialised `task` head (seeded by the
+/// run seed), libtorch's generator reseeded for the adapters attached next. Every model of a
+/// run comes from here: the session's, and a task's own (the planted task's teacher).
+pub fn load_base(
+    config: &RunConfig,
+    model_dir: &Path,
+    device: Device,
+    task: autolora_models::Task,
+    attention: AttentionImpl,
+) -> Result<Box<dyn Model>> {
+    let seed = config.run.seed;
+    tch::manual_seed(derive_seed(seed, 0, stream::ADAPTER_INIT));
+    let base_kind = match config.model.base_dtype.as_str() {
+        "f32" => None,
+        "bf16" => Some(Kind::BFloat16),
+        other => bail!("model.base_dtype must be f32 or bf16, got `{other}`"),
+    };
+    let options = LoadOptions {
+        device,
+        kind: Kind::Float,
+        base_kind,
+        seed: autolora_data::rng::derive_seed(seed, 0, stream::HEAD_INIT),
+        attention,
+        dropout: config.model.dropout,
+    };
+    load_model(model_dir, task, &options)
+        .with_context(|| format!("loading the model from {}", model_dir.display()))
 }
 
 #[cfg(test)]

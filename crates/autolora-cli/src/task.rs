@@ -38,6 +38,16 @@ pub enum TaskSpec {
     /// Text generation with a causal language model (E2E), scored by BLEU and the E2E
     /// challenge's other metrics.
     Generation,
+    /// The planted-rank task: the teacher's token distributions over `classes` through a
+    /// frozen random head scaled by `head_scale`, fitted by KL and scored by it (lower is
+    /// better). See `planted.rs`.
+    Planted {
+        /// Width of the head.
+        classes: i64,
+        /// Factor on the freshly initialised head that gives its logits the planted task's
+        /// spread on the base model.
+        head_scale: f64,
+    },
 }
 
 impl TaskSpec {
@@ -54,6 +64,22 @@ impl TaskSpec {
             }
             TaskSpec::Regression => autolora_models::Task::Regression,
             TaskSpec::Generation => autolora_models::Task::CausalLm,
+            TaskSpec::Planted { classes, .. } => autolora_models::Task::TokenClassification {
+                num_labels: *classes,
+            },
+        }
+    }
+
+    /// Readies a freshly loaded model's head for this task: the planted task's head is scaled
+    /// and frozen (the teacher's and every student's are the same, so only adapters can close
+    /// the gap); other tasks train their head as loaded.
+    pub fn prepare_head(&self, model: &dyn autolora_models::Model) {
+        if let TaskSpec::Planted { head_scale, .. } = self {
+            model.freeze_head();
+            let _guard = tch::no_grad_guard();
+            for p in model.head_params() {
+                let _ = p.param.tensor().g_mul_scalar_(*head_scale);
+            }
         }
     }
 
@@ -68,6 +94,7 @@ impl TaskSpec {
             TaskSpec::Classification { .. } => "accuracy",
             TaskSpec::Regression => "pearson",
             TaskSpec::Generation => "bleu",
+            TaskSpec::Planted { .. } => "kl",
         }
     }
 }
@@ -98,6 +125,8 @@ pub struct TaskData {
     /// The evaluation splits: the official development set first (MNLI: matched, then
     /// mismatched), then the test set where it has labels.
     pub evals: Vec<EvalSet>,
+    /// The planted task's teacher, as recorded in the run directory's `planted.json`.
+    pub planted: Option<crate::planted::PlantedReport>,
 }
 
 impl TaskData {
@@ -112,6 +141,7 @@ impl TaskData {
         let tokenizer = TextTokenizer::from_file(&tokenizer_path, config.task.max_length)?;
         match name {
             "conll" | "conll2003" => load_conll(config, &tokenizer, device),
+            "planted" => crate::planted::load(config, &tokenizer, model_dir, device),
             "sentiment" | "sentiment-regression" => {
                 load_sentiment(config, &tokenizer, device, name == "sentiment-regression")
             }
@@ -119,7 +149,7 @@ impl TaskData {
                 Ok(glue) => load_glue(config, &tokenizer, device, glue),
                 Err(_) => bail!(
                     "unknown task `{name}`; known: conll, sentiment, sentiment-regression, \
-                     cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, e2e"
+                     cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, e2e, planted"
                 ),
             },
         }
@@ -127,6 +157,24 @@ impl TaskData {
 }
 
 fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> Result<TaskData> {
+    let (labels, train, evals) = conll_sets(config, tokenizer)?;
+    assemble(
+        config,
+        tokenizer.pad_id(),
+        device,
+        TaskSpec::Tagging { labels },
+        train,
+        None,
+        evals,
+    )
+}
+
+/// CoNLL-2003's tag names, training set and evaluation sets (dev, test), limited and
+/// tokenized.
+pub fn conll_sets(
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+) -> Result<(Vec<String>, EncodedSet, Vec<(String, EncodedSet)>)> {
     let dir = match &config.task.data_dir {
         Some(dir) => dir.clone(),
         None => autolora_data::assets::fetch("conll2003")?,
@@ -144,10 +192,7 @@ fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> 
         ("dev".into(), encode(&data.dev)?),
         ("test".into(), encode(&data.test)?),
     ];
-    let spec = TaskSpec::Tagging {
-        labels: labels.labels().to_vec(),
-    };
-    assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
+    Ok((labels.labels().to_vec(), train, evals))
 }
 
 /// The Rotten-Tomatoes snippets: sign of the score (binary) or the score (regression), on the
@@ -373,6 +418,7 @@ pub fn assemble(
             .iter()
             .map(|(name, set)| eval_set(name, set))
             .collect::<Result<_>>()?,
+        planted: None,
     })
 }
 

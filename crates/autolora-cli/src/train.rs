@@ -5,7 +5,6 @@
 //! paper), or with `warm_start` from the search's weights pruned to the kept components.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -241,9 +240,4 @@ pub fn uniform_plan(session: &Session, rank: i64) -> Result<RankPlan> {
     };
     let names = model.inject_lora(&session.config.lora.targets, &lora, None)?;
     Ok(names.into_iter().map(|n| (n, rank)).collect())
-}
-
-/// Reads a plan from a `ranks.json`.
-pub fn plan_from_file(path: &Path) -> Result<RankPlan> {
-    Ok(crate::ranks::RanksFile::load(path)?.plan())
 }

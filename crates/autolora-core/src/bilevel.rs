@@ -300,6 +300,26 @@ impl BilevelSearch {
         result
     }
 
+    /// A step of the inner problem alone, the selection left as it is: the training loss
+    /// and its gradient with the step's training seed, then the inner optimizer's step. A
+    /// search warms the LoRA weights up with these before its first outer step, or takes them
+    /// between outer steps. Returns the training loss; on error every parameter and moment is
+    /// as before.
+    pub fn inner_step<T, E>(&mut self, mut train: T) -> Result<f64>
+    where
+        T: FnMut() -> std::result::Result<Tensor, E>,
+        E: Into<BoxError>,
+    {
+        let mut train = || train().map_err(|e| loss_error("training", e));
+        let w = self.inner_leaves();
+        let (loss, value) = self.evaluate(&mut train, "training loss", TRAIN_STREAM)?;
+        let grads = defined_or_zeros(gradients(&loss, &w, false)?, &w);
+        check_finite(&grads, "training gradient", self.steps_done)?;
+        self.inner.step(&grads)?;
+        self.steps_done += 1;
+        Ok(value)
+    }
+
     /// The hypergradient the next [`step`](BilevelSearch::step) would use, leaving every
     /// parameter and moment as it was (for diagnostics and tests).
     pub fn hypergradient<T, V, E1, E2>(

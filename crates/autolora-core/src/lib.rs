@@ -77,7 +77,7 @@ pub mod selection;
 
 pub use bilevel::{BilevelSearch, FiniteDifferenceForm, Hypergradient, SearchConfig, StepReport};
 pub use error::{Error, Result};
-pub use lora::{Adapter, Gate, LoraConfig, LoraLinear, SelectionGate};
+pub use lora::{Adapter, Gate, InputMoments, LoraConfig, LoraLinear, SelectionGate};
 pub use optim::{LinearWarmup, OptimConfig, Optimizer, OptimizerKind};
 pub use param::{NamedParam, Param};
 pub use selection::{ModuleSelection, ModuleWeights, SelectionConfig, select_ranks};

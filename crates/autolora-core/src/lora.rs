@@ -217,6 +217,28 @@ impl Adapter {
     }
 }
 
+/// What a layer saw as input while recording: the second moment `sum_t x_t x_t^T` `[in, in]`
+/// (f64, on the layer's device) over `rows` input rows. It gives `sum_t ||M x_t||^2 =
+/// trace(M G M^T)` for any matrix `M` without keeping the activations (calibrating an update's
+/// strength against the base weight's output on real data, data-driven initialisations).
+#[derive(Debug)]
+pub struct InputMoments {
+    /// `sum_t x_t x_t^T` `[in, in]`, f64.
+    pub gram: Tensor,
+    /// Number of input rows `x_t` summed (every position of every batch, padding included).
+    pub rows: i64,
+}
+
+impl InputMoments {
+    /// `sum_t ||M x_t||^2` for `m` `[out, in]`.
+    pub fn output_energy(&self, m: &Tensor) -> f64 {
+        let m = m.to_kind(Kind::Double).to_device(self.gram.device());
+        (m.matmul(&self.gram) * &m)
+            .sum(Kind::Double)
+            .double_value(&[])
+    }
+}
+
 /// A linear layer `y = W x + b`, frozen, with an optional LoRA [`Adapter`].
 #[derive(Debug)]
 pub struct LoraLinear {
@@ -224,6 +246,8 @@ pub struct LoraLinear {
     bias: Option<Tensor>,
     adapter: Option<Adapter>,
     merged: bool,
+    /// `Some` while recording input moments (see [`LoraLinear::record_inputs`]).
+    recording: std::cell::RefCell<Option<InputMoments>>,
 }
 
 impl LoraLinear {
@@ -251,7 +275,21 @@ impl LoraLinear {
             bias: bias.map(|b| b.set_requires_grad(false)),
             adapter: None,
             merged: false,
+            recording: std::cell::RefCell::new(None),
         })
+    }
+
+    /// Starts accumulating the moments of this layer's inputs over the following forward
+    /// passes (restarting if already recording), without gradients.
+    pub fn record_inputs(&self) {
+        let n = self.in_features();
+        let gram = Tensor::zeros([n, n], (Kind::Double, self.weight.device()));
+        self.recording.replace(Some(InputMoments { gram, rows: 0 }));
+    }
+
+    /// Stops recording and returns what was recorded (`None` if not recording).
+    pub fn take_input_moments(&self) -> Option<InputMoments> {
+        self.recording.take()
     }
 
     /// Input width.
@@ -327,6 +365,12 @@ impl LoraLinear {
     /// `y = W x + b + adapter(x)` for `x` `[.., in]`. A bf16 base runs its matmul in bf16 and
     /// returns `x`'s dtype.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        if let Some(moments) = self.recording.borrow_mut().as_mut() {
+            let _guard = tch::no_grad_guard();
+            let rows = x.reshape([-1, self.in_features()]).to_kind(Kind::Double);
+            moments.gram += rows.tr().matmul(&rows);
+            moments.rows += rows.size()[0];
+        }
         let base = if self.weight.kind() == x.kind() {
             x.linear(&self.weight, self.bias.as_ref())
         } else {
@@ -393,6 +437,29 @@ mod tests {
         let adapter = Adapter::with_options(6, 4, &config, gate, F64)?;
         layer.attach(adapter.clone())?;
         Ok((layer, adapter))
+    }
+
+    #[test]
+    fn recorded_input_moments_give_the_output_energy_of_any_matrix() -> Result<()> {
+        let layer = LoraLinear::new(
+            Tensor::from_slice(&[1.0f64, 2.0, 0.0, -1.0, 0.5, 3.0]).reshape([2, 3]),
+            None,
+        )?;
+        let x1 = Tensor::from_slice(&[1.0f64, 0.0, 2.0, -1.0, 1.0, 1.0]).reshape([1, 2, 3]);
+        let x2 = Tensor::from_slice(&[0.5f64, 0.5, -2.0]).reshape([1, 1, 3]);
+        assert!(layer.take_input_moments().is_none());
+        layer.record_inputs();
+        let _ = layer.forward_t(&x1, false);
+        let _ = layer.forward_t(&x2, false);
+        let moments = layer.take_input_moments().expect("recording");
+        assert_eq!(moments.rows, 3);
+        // sum_t ||W x_t||^2 by hand: W x = (1, 5), (1, 4.5), (1.5, -6.25).
+        let expect = 1.0 + 25.0 + 1.0 + 20.25 + 2.25 + 39.0625;
+        assert!((moments.output_energy(layer.weight()) - expect).abs() < 1e-12);
+        // Recording stopped: later passes add nothing.
+        let _ = layer.forward_t(&x1, false);
+        assert!(layer.take_input_moments().is_none());
+        Ok(())
     }
 
     #[test]

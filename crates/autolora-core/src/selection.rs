@@ -9,6 +9,11 @@
 //! * **Global budget**: the `K` components with the highest *comparable* score across all
 //!   modules are kept. The score is `k_l * a_lj` for softmax (1 means "uniform", whatever `k_l`)
 //!   and `a_lj` for sigmoid. The threshold is not used in this mode.
+//! * **Global budget in parameters**: the same order, but each component costs its module's
+//!   LoRA parameters per unit of rank ([`ModuleWeights::params_per_rank`], `in + out`): going
+//!   down the order, a component is kept while its cost fits what is left of the budget (one
+//!   that does not fit is passed over for cheaper ones below it). Modules of different shapes
+//!   are then compared by what they cost, as AdaLoRA's and EVA's global budgets do.
 //!
 //! In both modes every module keeps at least `min_rank` components (default 1; clamped to the
 //! module's `k`), its largest weights. With `min_rank = 0` a module may keep none: rank 0, no
@@ -39,6 +44,10 @@ pub struct SelectionConfig {
     pub min_rank: usize,
     /// Keep the top `budget` components across all modules instead of thresholding.
     pub budget: Option<usize>,
+    /// Keep the top components across all modules while their LoRA parameters fit this
+    /// budget (exclusive with `budget`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget_params: Option<i64>,
 }
 
 impl Default for SelectionConfig {
@@ -47,6 +56,7 @@ impl Default for SelectionConfig {
             threshold: None,
             min_rank: 1,
             budget: None,
+            budget_params: None,
         }
     }
 }
@@ -60,6 +70,10 @@ pub struct ModuleWeights {
     pub gate: Gate,
     /// The selection weights `a` `[k]`.
     pub weights: Vec<f64>,
+    /// LoRA parameters one unit of rank costs in this module (`in + out`); required by the
+    /// parameter budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params_per_rank: Option<i64>,
 }
 
 impl ModuleWeights {
@@ -78,7 +92,14 @@ impl ModuleWeights {
             name: name.into(),
             gate,
             weights,
+            params_per_rank: None,
         }
+    }
+
+    /// The same weights with the module's cost per unit of rank (for the parameter budget).
+    pub fn with_params_per_rank(mut self, cost: i64) -> Self {
+        self.params_per_rank = Some(cost);
+        self
     }
 
     /// Reads a module's current weights (mask included) from its [`SelectionGate`].
@@ -88,6 +109,7 @@ impl ModuleWeights {
             name: name.into(),
             gate: gate.gate,
             weights: Vec::<f64>::try_from(&weights.f_flatten(0, -1)?)?,
+            params_per_rank: None,
         })
     }
 }
@@ -154,8 +176,35 @@ pub fn select_ranks(
     config: &SelectionConfig,
 ) -> Result<Vec<ModuleSelection>> {
     validate(modules, config)?;
-    let kept: Vec<Vec<usize>> = match config.budget {
-        None => modules
+    let costs = |what: &str| -> Result<Vec<i64>> {
+        modules
+            .iter()
+            .map(|m| match m.params_per_rank {
+                Some(c) if c > 0 => Ok(c),
+                _ => Err(Error::InvalidConfig {
+                    what: "parameter budget",
+                    why: format!("{what}: module {} has no positive params_per_rank", m.name),
+                }),
+            })
+            .collect()
+    };
+    let kept: Vec<Vec<usize>> = match (config.budget, config.budget_params) {
+        (Some(_), Some(_)) => {
+            return Err(Error::InvalidConfig {
+                what: "rank budget",
+                why: "set a budget in components or in parameters, not both".into(),
+            });
+        }
+        (Some(budget), None) => global_budget(
+            modules,
+            &vec![1; modules.len()],
+            budget as i64,
+            config.min_rank,
+        )?,
+        (None, Some(params)) => {
+            global_budget(modules, &costs("budget_params")?, params, config.min_rank)?
+        }
+        (None, None) => modules
             .iter()
             .map(|m| {
                 let lambda = config
@@ -164,7 +213,6 @@ pub fn select_ranks(
                 threshold_module(&m.weights, lambda, config.min_rank)
             })
             .collect(),
-        Some(budget) => global_budget(modules, budget, config.min_rank)?,
     };
     Ok(modules
         .iter()
@@ -226,17 +274,28 @@ fn threshold_module(weights: &[f64], lambda: f64, min_rank: usize) -> Vec<usize>
     order[..keep].to_vec()
 }
 
+/// The global budget of `budget` units, component `j` of module `l` costing `costs[l]`.
 fn global_budget(
     modules: &[ModuleWeights],
-    budget: usize,
+    costs: &[i64],
+    budget: i64,
     min_rank: usize,
 ) -> Result<Vec<Vec<usize>>> {
-    let reserved: usize = modules.iter().map(|m| min_rank.min(m.weights.len())).sum();
+    let reserved: i64 = modules
+        .iter()
+        .zip(costs)
+        .map(|(m, c)| min_rank.min(m.weights.len()) as i64 * c)
+        .sum();
     if budget < reserved {
+        let unit = if costs.iter().all(|&c| c == 1) {
+            "components"
+        } else {
+            "LoRA parameters"
+        };
         return Err(Error::InvalidConfig {
             what: "rank budget",
             why: format!(
-                "{budget} components is less than the {reserved} that min_rank = {min_rank} \
+                "{budget} {unit} is less than the {reserved} that min_rank = {min_rank} \
                  reserves across {} modules",
                 modules.len()
             ),
@@ -261,8 +320,12 @@ fn global_budget(
         );
     }
     candidates.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
-    for &(_, l, j) in candidates.iter().take(budget - reserved) {
-        kept[l].push(j);
+    let mut left = budget - reserved;
+    for &(_, l, j) in &candidates {
+        if costs[l] <= left {
+            kept[l].push(j);
+            left -= costs[l];
+        }
     }
     Ok(kept)
 }
@@ -276,6 +339,7 @@ mod tests {
             name: name.into(),
             gate: Gate::Softmax,
             weights: weights.to_vec(),
+            params_per_rank: None,
         }
     }
 
@@ -307,6 +371,7 @@ mod tests {
             name: "v".into(),
             gate: Gate::Sigmoid,
             weights: vec![0.1, 0.3, 0.2, 0.3],
+            params_per_rank: None,
         };
         let r = select_ranks(std::slice::from_ref(&m), &SelectionConfig::default())?;
         // Tie between 1 and 3: the lower index wins.
@@ -340,6 +405,45 @@ mod tests {
             select_ranks(&[softmax("q", &[0.9, 0.1])], &zero)?[0].rank,
             1
         );
+        Ok(())
+    }
+
+    #[test]
+    fn parameter_budget_passes_over_what_does_not_fit() -> Result<()> {
+        // Scores k * a: wide = [2.4, 0.8, 0.8] at 10 per unit; narrow = [1.5, 1.5] at 4.
+        let modules = [
+            softmax("wide", &[0.6, 0.2, 0.2]).with_params_per_rank(10),
+            softmax("narrow", &[0.5, 0.5]).with_params_per_rank(4),
+        ];
+        let config = |params| SelectionConfig {
+            min_rank: 0,
+            budget_params: Some(params),
+            ..Default::default()
+        };
+        // 17: wide0 (10), narrow0 and narrow1 (4 + 4 > 7: only one), nothing else fits.
+        assert_eq!(
+            kept(&select_ranks(&modules, &config(17))?),
+            [vec![0], vec![0]]
+        );
+        // 9: wide0 does not fit; both narrow components do.
+        assert_eq!(
+            kept(&select_ranks(&modules, &config(9))?),
+            [vec![], vec![0, 1]]
+        );
+        // min_rank reserves its cost first, and a budget below it is an error.
+        let reserve = SelectionConfig {
+            min_rank: 1,
+            ..config(13)
+        };
+        assert!(select_ranks(&modules, &reserve).is_err());
+        // Costs are required, and the two budgets exclude each other.
+        let bare = [softmax("q", &[0.5, 0.5])];
+        assert!(select_ranks(&bare, &config(10)).is_err());
+        let both = SelectionConfig {
+            budget: Some(1),
+            ..config(10)
+        };
+        assert!(select_ranks(&modules, &both).is_err());
         Ok(())
     }
 

@@ -65,6 +65,10 @@ pub mod stream {
     pub const HEAD_INIT: u64 = 10;
     /// A random rank allocation (the experiment's control arm); index = the allocation.
     pub const RANDOM_ALLOCATION: u64 = 11;
+    /// The planted task's factors `U`, `V`; index = the module's position in the model.
+    pub const PLANTED_FACTORS: u64 = 12;
+    /// The planted task's shuffled control: the permutation of targets; index = the split.
+    pub const PLANTED_SHUFFLE: u64 = 13;
 }
 
 #[cfg(test)]

@@ -101,6 +101,19 @@ pub enum Implemented {
     Only(bool),
 }
 
+/// The `config.json` keys transformers reads dropout probabilities from, across the supported
+/// architectures (BERT/RoBERTa, GPT-2, Llama).
+const DROPOUT_KEYS: &[&str] = &[
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "classifier_dropout",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "summary_first_dropout",
+    "attention_dropout",
+];
+
 /// A parsed `config.json`, not yet tied to an architecture.
 #[derive(Debug, Clone)]
 pub struct RawConfig {
@@ -111,6 +124,15 @@ pub struct RawConfig {
 }
 
 impl RawConfig {
+    /// Sets every dropout probability transformers reads from a config of the supported
+    /// architectures (BERT/RoBERTa: hidden, attention, classifier; GPT-2: residual, embedding,
+    /// attention, summary; Llama: attention) to `p`.
+    pub fn set_dropout(&mut self, p: f64) {
+        for key in DROPOUT_KEYS {
+            self.fields.insert(key.to_string(), Value::from(p));
+        }
+    }
+
     /// Reads `dir/config.json`.
     pub fn read_dir(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);

@@ -30,6 +30,9 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Attention implementation (eager supports second-order autograd).
     pub attention: AttentionImpl,
+    /// Replaces every dropout probability of the network and its head (the `config.json`
+    /// keys of [`RawConfig::set_dropout`]); `None` keeps the config's.
+    pub dropout: Option<f64>,
 }
 
 impl Default for LoadOptions {
@@ -40,6 +43,7 @@ impl Default for LoadOptions {
             base_kind: None,
             seed: 0,
             attention: AttentionImpl::Eager,
+            dropout: None,
         }
     }
 }
@@ -64,6 +68,14 @@ impl LoadOptions {
                 why: format!("must be a floating kind, got {k:?}"),
             });
         }
+        if let Some(p) = self.dropout
+            && !(0.0..1.0).contains(&p)
+        {
+            return Err(Error::InvalidArgument {
+                what: "dropout",
+                why: format!("must be in [0, 1), got {p}"),
+            });
+        }
         Ok(())
     }
 }
@@ -81,7 +93,10 @@ pub fn load_model(dir: &Path, task: Task, options: &LoadOptions) -> Result<Box<d
             crate::gguf::load_gguf(&file, task, options)?.model,
         ));
     }
-    let raw = RawConfig::read_dir(dir)?;
+    let mut raw = RawConfig::read_dir(dir)?;
+    if let Some(p) = options.dropout {
+        raw.set_dropout(p);
+    }
     let architecture = raw.architecture()?;
     let store = SafeTensorStore::open_dir(dir)?;
     tracing::debug!(%architecture, dir = %dir.display(), "loading model");

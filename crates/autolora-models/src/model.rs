@@ -155,8 +155,10 @@ pub trait Model {
     }
 
     /// The task loss for `logits` as returned by [`forward_t`](Self::forward_t):
-    /// cross-entropy ignoring [`IGNORE_INDEX`] (labels i64), or MSE (regression, labels
-    /// float `[batch]`).
+    /// cross-entropy ignoring [`IGNORE_INDEX`] (labels i64), MSE (regression, labels
+    /// float `[batch]`), or, for a classifier given float labels of the logits' shape (a
+    /// distribution per example or token: distillation), `KL(labels || softmax(logits))`
+    /// averaged over the rows whose labels are not all zero.
     fn loss(&self, logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
         task_loss(self.task(), logits, labels)
     }
@@ -260,11 +262,25 @@ pub trait Model {
         out
     }
 
-    /// The inner-loop variables: LoRA factors then the task head.
+    /// The inner-loop variables: LoRA factors then the task head (unless frozen).
     fn trainable_params(&self) -> Vec<NamedParam> {
         let mut out = self.lora_params();
-        out.extend(self.head_params());
+        out.extend(
+            self.head_params()
+                .into_iter()
+                .filter(|p| p.param.tensor().requires_grad()),
+        );
         out
+    }
+
+    /// Freezes the task head: its tensors stop requiring gradients and leave
+    /// [`trainable_params`](Self::trainable_params) (a fixed head that only the adapters can
+    /// work through, as in distillation onto a given head).
+    fn freeze_head(&self) {
+        for p in self.head_params() {
+            let frozen = p.param.tensor().detach();
+            let _trainable = p.param.replace(frozen);
+        }
     }
 
     /// The outer-loop variables: each gated adapter's selection logits `[k]`, named by the
@@ -324,6 +340,11 @@ pub fn task_loss(task: Task, logits: &Tensor, labels: &Tensor) -> Result<Tensor>
             what: "task",
             why: "a bare encoder has no loss; choose a task head".into(),
         }),
+        Task::SequenceClassification { .. } | Task::TokenClassification { .. }
+            if labels.is_floating_point() && labels.size() == logits.size() =>
+        {
+            soft_target_loss(logits, labels)
+        }
         Task::SequenceClassification { .. } | Task::TokenClassification { .. } => {
             if labels.kind() != Kind::Int64 {
                 return Err(Error::BadInput {
@@ -354,6 +375,25 @@ pub fn task_loss(task: Task, logits: &Tensor, labels: &Tensor) -> Result<Tensor>
             ce(&shifted, &targets)
         }
     }
+}
+
+/// `KL(p || softmax(logits))` per row of the last dimension, averaged over the rows where `p`
+/// is not all zero (padding); `p` holds probabilities of `logits`' shape.
+fn soft_target_loss(logits: &Tensor, p: &Tensor) -> Result<Tensor> {
+    let n = *logits.size().last().unwrap_or(&0);
+    let p = p.f_to_kind(logits.kind())?.f_reshape([-1, n])?;
+    let log_q = logits
+        .f_reshape([-1, n])?
+        .f_log_softmax(-1, logits.kind())?;
+    // 0 log 0 = 0: the clamp only touches entries that p multiplies by zero.
+    let log_p = p.f_clamp_min(1e-30)?.f_log()?;
+    let kl_rows = (&p * (log_p - log_q)).f_sum_dim_intlist(-1, false, logits.kind())?;
+    let rows = p
+        .f_sum_dim_intlist(-1, false, logits.kind())?
+        .f_gt(0.0)?
+        .f_sum(logits.kind())?
+        .f_clamp_min(1.0)?;
+    Ok(kl_rows.f_sum(logits.kind())? / rows)
 }
 
 #[cfg(test)]
@@ -388,6 +428,25 @@ mod tests {
         let target = Tensor::from_slice(&[0.0f32, 4.0]);
         let mse = task_loss(Task::Regression, &pred, &target)?.double_value(&[]);
         assert!((mse - 2.5).abs() < 1e-12);
+        Ok(())
+    }
+
+    #[test]
+    fn soft_labels_give_the_kl_divergence_over_unpadded_rows() -> Result<()> {
+        // Two tokens; the second is padding (all-zero target) and must not count.
+        let logits = Tensor::from_slice(&[1.0f64, 0.0, 5.0, -5.0]).reshape([1, 2, 2]);
+        let target = Tensor::from_slice(&[0.25f64, 0.75, 0.0, 0.0]).reshape([1, 2, 2]);
+        let task = Task::TokenClassification { num_labels: 2 };
+        let kl = task_loss(task, &logits, &target)?.double_value(&[]);
+        let q1 = 1f64.exp() / (1f64.exp() + 1.0);
+        let expect = 0.25 * (0.25 / q1).ln() + 0.75 * (0.75 / (1.0 - q1)).ln();
+        assert!((kl - expect).abs() < 1e-12, "{kl} vs {expect}");
+        // Zero exactly when the student's distribution is the target's, zeros in it included.
+        let target = logits.softmax(-1, Kind::Double);
+        assert!(task_loss(task, &logits, &target)?.double_value(&[]).abs() < 1e-12);
+        let one_hot = Tensor::from_slice(&[1.0f64, 0.0]).reshape([1, 1, 2]);
+        let sharp = Tensor::from_slice(&[0.0f64, -1e4]).reshape([1, 1, 2]);
+        assert!(task_loss(task, &sharp, &one_hot)?.double_value(&[]).abs() < 1e-12);
         Ok(())
     }
 }

@@ -75,7 +75,10 @@ impl GgufModel {
 pub fn load_gguf(path: &Path, task: Task, options: &LoadOptions) -> Result<GgufModel> {
     options.validate()?;
     let file = GgufFile::open(path)?;
-    let config = config_from_metadata(&file)?;
+    let mut config = config_from_metadata(&file)?;
+    if let Some(p) = options.dropout {
+        config.set_dropout(p);
+    }
     let llama = LlamaConfig::from_raw(&config)?;
     let source = GgufLlamaSource::new(&file, llama.num_attention_heads, llama.kv_heads());
     let model = crate::llama::load_with_config(&llama, &source, task, options)?;
