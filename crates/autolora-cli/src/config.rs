@@ -203,6 +203,9 @@ pub struct SearchConfig {
     pub budget_params: Option<i64>,
     /// Every module keeps at least this many components.
     pub min_rank: usize,
+    /// What the ranks are read from: `selection` (the selection weights, AutoLoRA) or
+    /// `singular-values` (of the trained updates; with `warmup_steps = steps`, train-then-SVD).
+    pub readout: crate::ranks::Readout,
 }
 
 impl Default for SearchConfig {
@@ -227,6 +230,7 @@ impl Default for SearchConfig {
             budget: None,
             budget_params: None,
             min_rank: 1,
+            readout: crate::ranks::Readout::Selection,
         }
     }
 }
@@ -414,6 +418,20 @@ impl RunConfig {
         }
         if self.search.budget.is_some() && self.search.budget_params.is_some() {
             bail!("set search.budget (components) or search.budget_params (parameters), not both");
+        }
+        if self.search.readout == crate::ranks::Readout::SingularValues {
+            if self.search.budget.is_none() && self.search.budget_params.is_none() {
+                bail!(
+                    "search.readout = \"singular-values\" compares modules globally: set \
+                     search.budget_params (or search.budget)"
+                );
+            }
+            if self.train.warm_start {
+                bail!(
+                    "train.warm_start prunes the search's adapters to their kept components, \
+                     which search.readout = \"singular-values\" does not select"
+                );
+            }
         }
         if self.lora.k < 1 {
             bail!("lora.k must be at least 1, got {}", self.lora.k);

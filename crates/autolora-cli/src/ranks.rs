@@ -6,6 +6,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use autolora_core::Gate;
+use autolora_core::LoraLinear;
 use autolora_core::selection::{ModuleSelection, ModuleWeights, SelectionConfig, select_ranks};
 use autolora_models::Model;
 use serde::{Deserialize, Serialize};
@@ -31,6 +32,10 @@ pub struct RanksFile {
     pub k: i64,
     /// The selection gate.
     pub gate: Gate,
+    /// What the ranks were read from (the weights of `modules` are singular values with
+    /// [`Readout::SingularValues`]).
+    #[serde(default)]
+    pub readout: Readout,
     /// How ranks were chosen.
     pub selection: SelectionConfig,
     /// Per module, in model order.
@@ -42,24 +47,18 @@ pub struct RanksFile {
 }
 
 impl RanksFile {
-    /// Reads the selection weights off a searched model and selects the ranks.
+    /// Reads the ranks off a searched model by the search's readout: its selection weights
+    /// (AutoLoRA), or the singular values of its trained updates.
     pub fn from_model(
         model: &dyn Model,
         lora: &LoraSettings,
         search: &SearchConfig,
     ) -> Result<Self> {
         let layers = model.adapted_layers();
-        let weights = layers
-            .iter()
-            .filter_map(|(name, layer)| {
-                let gate = layer.adapter()?.gate.as_ref()?;
-                let cost = layer.in_features() + layer.out_features();
-                Some(
-                    ModuleWeights::from_gate(name.clone(), gate)
-                        .map(|w| w.with_params_per_rank(cost)),
-                )
-            })
-            .collect::<autolora_core::Result<Vec<_>>>()?;
+        let weights = match search.readout {
+            Readout::Selection => selection_weights(&layers)?,
+            Readout::SingularValues => singular_values(&layers)?,
+        };
         let params_per_rank = layers
             .iter()
             .map(|(name, layer)| (name.clone(), layer.in_features() + layer.out_features()))
@@ -74,6 +73,7 @@ impl RanksFile {
             format_version: FORMAT_VERSION,
             k: lora.k,
             gate: lora.gate,
+            readout: search.readout,
             selection,
             modules: select_ranks(&weights, &selection)?,
             params_per_rank,
@@ -200,6 +200,75 @@ impl RanksFile {
         }
         out
     }
+}
+
+/// How the search's ranks are read off the searched model.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Readout {
+    /// The selection weights (AutoLoRA).
+    #[default]
+    Selection,
+    /// The singular values of every module's trained update `s B diag(a) A`, compared across
+    /// modules (with a global budget): with `search.warmup_steps = search.steps` this is
+    /// train-then-SVD, the cheap reference without any bilevel step. The kept "components" are
+    /// then singular directions, not the adapter's components.
+    SingularValues,
+}
+
+/// Every gated module's selection weights.
+fn selection_weights(layers: &[(String, &LoraLinear)]) -> Result<Vec<ModuleWeights>> {
+    let weights = layers
+        .iter()
+        .filter_map(|(name, layer)| {
+            let gate = layer.adapter()?.gate.as_ref()?;
+            let cost = layer.in_features() + layer.out_features();
+            Some(ModuleWeights::from_gate(name.clone(), gate).map(|w| w.with_params_per_rank(cost)))
+        })
+        .collect::<autolora_core::Result<Vec<_>>>()?;
+    Ok(weights)
+}
+
+/// Every adapted module's singular values, divided by the largest of all modules, as scores
+/// the global budget compares as they are (as it compares sigmoid weights).
+fn singular_values(layers: &[(String, &LoraLinear)]) -> Result<Vec<ModuleWeights>> {
+    let _guard = tch::no_grad_guard();
+    let mut all = Vec::new();
+    for (name, layer) in layers {
+        let Some(adapter) = layer.adapter() else {
+            continue;
+        };
+        let (_, sv, _) = adapter
+            .delta_weight()
+            .to_kind(tch::Kind::Double)
+            .f_svd(true, false)?;
+        let k = adapter.rank();
+        let values = Vec::<f64>::try_from(sv.narrow(0, 0, k))?;
+        all.push((
+            name.clone(),
+            layer.in_features() + layer.out_features(),
+            values,
+        ));
+    }
+    let top = all
+        .iter()
+        .flat_map(|(_, _, v)| v.iter().copied())
+        .fold(0.0, f64::max);
+    if !(top.is_finite() && top > 0.0) {
+        bail!("the trained updates are all zero: nothing to read singular values from");
+    }
+    Ok(all
+        .into_iter()
+        .map(|(name, cost, values)| {
+            ModuleWeights {
+                name,
+                gate: Gate::Sigmoid,
+                weights: values.iter().map(|v| v / top).collect(),
+                params_per_rank: None,
+            }
+            .with_params_per_rank(cost)
+        })
+        .collect())
 }
 
 /// Reads a rank table: a TOML file whose `[ranks]` table maps full module paths to ranks

@@ -242,6 +242,7 @@ mod tests {
             format_version: crate::ranks::FORMAT_VERSION,
             k: 8,
             gate: autolora_core::Gate::Softmax,
+            readout: Default::default(),
             selection: Default::default(),
             modules: vec![module("l.0.k", 8), module("l.0.v", 8), module("l.0.up", 1)],
             params_per_rank: [("l.0.k", 768), ("l.0.v", 768), ("l.0.up", 2112)]

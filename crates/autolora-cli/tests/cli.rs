@@ -571,3 +571,100 @@ fn e2e_generation_runs_end_to_end() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn the_planted_task_searches_reads_singular_values_and_trains_a_rank_table() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let pattern = dir.path().join("pattern.toml");
+    std::fs::write(
+        &pattern,
+        "[ranks]\n\"encoder.layer.1.output.dense\" = 3\n\"encoder.layer.0.attention.self.value\" = 1\n",
+    )?;
+    // output.dense of tiny-bert is [32, 37] (69 parameters per unit of rank), value [32, 32].
+    let planted_params = 3 * 69 + 64;
+    let config = run_file(dir.path(), "")?;
+    // `autolora <command>` on the planted task with LoRA on every linear layer.
+    let planted = |command: &str, out: &Path, more: &[&str]| -> Result<String> {
+        let mut args: Vec<String> = vec![command.into(), "--config".into()];
+        args.push(config.display().to_string());
+        args.extend(["--out".into(), out.display().to_string()]);
+        let settings = [
+            "task.name=planted".to_string(),
+            format!("task.planted.pattern=\"{}\"", pattern.display()),
+            "lora.targets=all-linear".into(),
+            "lora.gate=sigmoid".into(),
+            "search.min_rank=0".into(),
+            "model.dropout=0.0".into(),
+        ];
+        for setting in settings
+            .iter()
+            .map(String::as_str)
+            .chain(more.iter().copied())
+        {
+            args.extend(["--set".into(), setting.to_string()]);
+        }
+        ok(autolora(
+            &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        )?)
+    };
+
+    // A search with a warm-up, a bilevel step every other step and a parameter budget.
+    let search = dir.path().join("search");
+    planted(
+        "search",
+        &search,
+        &[
+            "search.warmup_steps=4",
+            "search.outer_every=2",
+            "search.val_dropout=false",
+            "search.budget_params=300",
+        ],
+    )?;
+    let report = json(&search.join("planted.json"))?;
+    assert_eq!(report["planted_params"], planted_params);
+    assert!(report["base_kl"]["dev"].as_f64().context("base_kl")? > 0.0);
+    let ranks = json(&search.join("ranks.json"))?;
+    let mut kept = 0;
+    for m in ranks["modules"].as_array().context("modules")? {
+        let name = m["name"].as_str().context("name")?;
+        let cost = ranks["params_per_rank"][name].as_i64().context("cost")?;
+        kept += m["rank"].as_i64().context("rank")? * cost;
+    }
+    assert!(kept <= 300 && kept > 300 - 74, "{kept} parameters kept");
+    let metrics = std::fs::read_to_string(search.join("search_metrics.jsonl"))?;
+    let outer: Vec<bool> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).map(|v| v.get("outer").is_none()))
+        .collect::<Result<_, _>>()?;
+    // Steps 0-3 warm up, then a bilevel step every other step.
+    assert_eq!(
+        outer,
+        [false, false, false, false, true, false, true, false]
+    );
+
+    // Train-then-SVD: no bilevel step, ranks from the trained updates' singular values.
+    let svd = dir.path().join("svd");
+    planted(
+        "search",
+        &svd,
+        &[
+            "search.warmup_steps=8",
+            "search.readout=singular-values",
+            "search.budget_params=300",
+        ],
+    )?;
+    assert_eq!(json(&svd.join("ranks.json"))?["readout"], "singular-values");
+
+    // The oracle: the pattern itself as the rank table; training lowers the divergence.
+    let oracle = dir.path().join("oracle");
+    let ranks = format!("train.ranks=\"{}\"", pattern.display());
+    planted("train", &oracle, &[&ranks, "train.steps=30"])?;
+    let result = json(&oracle.join("result.json"))?;
+    assert_eq!(result["lora_params"], planted_params);
+    let base = json(&oracle.join("planted.json"))?["base_kl"]["dev"]
+        .as_f64()
+        .context("base_kl")?;
+    let trained = result["scores"]["dev"]["kl"].as_f64().context("kl")?;
+    assert!(trained < base, "trained {trained} vs untrained {base}");
+    Ok(())
+}
