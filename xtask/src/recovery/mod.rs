@@ -288,9 +288,9 @@ impl Plan {
             .map(|(path, stem)| PatternRef { path, stem })
     }
 
-    /// Every unit: seed by seed (so a partial benchmark covers every pattern and rho), then
-    /// pattern, then rho; within a cell the oracle, each variant's search and retrain, the
-    /// control, uniform and random.
+    /// Every unit: rho by rho in plan order (so a partial benchmark has the first rho of the
+    /// plan with every pattern and seed), then seed, then pattern; within a cell the oracle,
+    /// each variant's search and retrain, the control, uniform and random.
     pub fn units(&self) -> Vec<Unit<'_>> {
         let mut arms = vec![Arm::Oracle];
         for variant in &self.variants {
@@ -302,10 +302,12 @@ impl Plan {
         }
         arms.push(Arm::Uniform);
         arms.push(Arm::Random);
+        // rho by rho in plan order, then seed by seed: the first rho of the plan is complete
+        // (every pattern, every seed) before the next one starts.
         let mut units = Vec::new();
-        for &seed in &self.seeds {
-            for pattern in self.patterns() {
-                for &rho in &self.rhos {
+        for &rho in &self.rhos {
+            for &seed in &self.seeds {
+                for pattern in self.patterns() {
                     units.extend(arms.iter().map(|&arm| Unit {
                         pattern,
                         rho,

@@ -55,7 +55,7 @@ fn the_shipped_plans_and_patterns_parse() -> Result<()> {
     let settings = quick.settings(&root)?;
     assert_eq!(
         setting(&settings, "search.steps").and_then(|v| v.as_integer()),
-        Some(100)
+        Some(300)
     );
     assert_eq!(
         setting(&settings, "task.planted.classes").and_then(|v| v.as_integer()),
@@ -64,6 +64,14 @@ fn the_shipped_plans_and_patterns_parse() -> Result<()> {
     let full = Plan::load(&root.join(PLAN))?;
     assert_eq!(full.control.as_deref(), Some("default"));
     assert_eq!(full.patterns.len(), 3);
+    // The quick check guards the full benchmark's default search, not a search of its own.
+    let default = |plan: &Plan| plan.variant("default").map(|v| v.overrides.clone());
+    assert_eq!(default(&quick), default(&full));
+    assert!(
+        quick.overrides.iter().all(|o| !o.starts_with("search.")),
+        "the quick plan searches as the full one does: {:?}",
+        quick.overrides
+    );
 
     let load = |name: &str| Pattern::load(&root.join("xtask/recovery/patterns").join(name));
     let depth = load("depth.toml")?;
@@ -181,7 +189,7 @@ fn plans_that_would_collide_or_fight_the_driver_are_refused() {
 }
 
 #[test]
-fn units_run_seed_by_seed_with_the_oracle_first_in_each_cell() -> Result<()> {
+fn units_run_rho_by_rho_then_seed_by_seed_with_the_oracle_first_in_each_cell() -> Result<()> {
     let plan = plan_with("")?;
     let units = plan.units();
     let arms = [
@@ -201,8 +209,8 @@ fn units_run_seed_by_seed_with_the_oracle_first_in_each_cell() -> Result<()> {
         })
         .collect();
     let mut expected = Vec::new();
-    for seed in [1, 2] {
-        for rho in ["0.05", "0.1"] {
+    for rho in ["0.05", "0.1"] {
+        for seed in [1, 2] {
             expected.extend(arms.iter().map(|arm| format!("{seed} two {rho} {arm}")));
         }
     }
