@@ -419,6 +419,23 @@ impl RunConfig {
         if self.search.budget.is_some() && self.search.budget_params.is_some() {
             bail!("set search.budget (components) or search.budget_params (parameters), not both");
         }
+        if self.search.readout == crate::ranks::Readout::Selection
+            && self.search.steps > 0
+            && self.search.warmup_steps >= self.search.steps
+        {
+            bail!(
+                "search.warmup_steps ({}) leaves no bilevel step in search.steps ({}): the \
+                 selection weights would stay where they started; lower the warm-up, or read \
+                 the ranks off the trained updates (search.readout = \"singular-values\")",
+                self.search.warmup_steps,
+                self.search.steps
+            );
+        }
+        if let Some(p) = self.model.dropout
+            && !(0.0..1.0).contains(&p)
+        {
+            bail!("model.dropout must be in [0, 1), got {p}");
+        }
         if self.search.readout == crate::ranks::Readout::SingularValues {
             if self.search.budget.is_none() && self.search.budget_params.is_none() {
                 bail!(

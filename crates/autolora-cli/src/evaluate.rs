@@ -71,7 +71,7 @@ pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeM
         }
         TaskSpec::Planted { .. } => Ok(BTreeMap::from([(
             "kl".to_string(),
-            soft_target_kl(model, &set.batches)?,
+            soft_target_kl(model, &set.batches).with_context(|| format!("scoring {}", set.name))?,
         )])),
         TaskSpec::Generation => anyhow::bail!(
             "the `{}` split of a generation task has no prompts to generate from",
@@ -94,7 +94,7 @@ pub fn soft_target_kl(model: &dyn Model, batches: &[DeviceBatch]) -> Result<f64>
         sum += batch.loss(model, false)?.double_value(&[]) * n;
         rows += n;
     }
-    anyhow::ensure!(rows > 0.0, "no tokens to score");
+    anyhow::ensure!(rows > 0.0, "no tokens with a target distribution to score");
     Ok(sum / rows)
 }
 

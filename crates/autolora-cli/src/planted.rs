@@ -111,10 +111,13 @@ pub fn load(
         AttentionImpl::Fused,
     )?;
     let mut modules = check_pattern(teacher.as_ref(), &pattern, pattern_path)?;
+    // Adapters compute in the model's kind (f32), whatever the base weights are stored in.
+    let kind = teacher.kind();
     let _guard = tch::no_grad_guard();
 
-    // One pass of the base model over the calibration batches: the head's spread, and the
-    // input moments of every module that gets an update.
+    // One pass of the base model over the calibration sentences: the head's spread, and the
+    // input moments of every module that gets an update. Each sentence runs alone, cut to its
+    // length, so padding positions count in neither.
     for (name, layer) in teacher.linear_layers() {
         if pattern.get(&name).copied().unwrap_or(0) > 0 {
             layer.record_inputs();
@@ -122,7 +125,8 @@ pub fn load(
     }
     let calibration: Vec<&DeviceBatch> =
         data.train.all().iter().take(CALIBRATION_BATCHES).collect();
-    let spread = logit_spread(teacher.as_ref(), &calibration)?;
+    let spread = logit_spread(teacher.as_ref(), &calibration)
+        .context("calibrating the planted task's head")?;
     let head_scale = HEAD_LOGIT_STD / spread;
     data.spec = TaskSpec::Planted {
         classes: settings.classes,
@@ -143,7 +147,7 @@ pub fn load(
         };
         let seed = autolora_core::bilevel::derive_seed;
         tch::manual_seed(seed(config.run.seed, index as u64, stream::PLANTED_FACTORS));
-        module.strength = plant(layer, rank, settings.rho, &moments)
+        module.strength = plant(layer, rank, settings.rho, &moments, kind)
             .with_context(|| format!("planting the update of {name}"))?;
     }
 
@@ -173,7 +177,8 @@ pub fn load(
         .map(|set| {
             Ok((
                 set.name.clone(),
-                crate::evaluate::soft_target_kl(teacher.as_ref(), &set.batches)?,
+                crate::evaluate::soft_target_kl(teacher.as_ref(), &set.batches)
+                    .with_context(|| format!("scoring the untrained student on {}", set.name))?,
             ))
         })
         .collect::<Result<_>>()?;
@@ -204,8 +209,14 @@ pub fn load(
 /// Attaches to `layer` the update `s U V^T` of rank `rank` (orthonormal factors drawn from
 /// libtorch's generator as seeded) whose output has `rho` times the energy-root of the base
 /// weight's on the recorded inputs: `||s U V^T h|| = s ||V^T h||` for orthonormal `U`, summed
-/// over the inputs. Returns `s`.
-fn plant(layer: &mut LoraLinear, rank: i64, rho: f64, moments: &InputMoments) -> Result<f64> {
+/// over the inputs. The factors are of `kind` (the model's computation kind). Returns `s`.
+fn plant(
+    layer: &mut LoraLinear,
+    rank: i64,
+    rho: f64,
+    moments: &InputMoments,
+    kind: Kind,
+) -> Result<f64> {
     let u = orthonormal(layer.out_features(), rank);
     let v_t = orthonormal(layer.in_features(), rank).tr().contiguous();
     let (base, along) = (
@@ -216,7 +227,7 @@ fn plant(layer: &mut LoraLinear, rank: i64, rho: f64, moments: &InputMoments) ->
         bail!("the calibration inputs give the layer no output to measure the update against");
     }
     let strength = rho * (base / along).sqrt();
-    let (kind, device) = (layer.weight().kind(), layer.weight().device());
+    let device = layer.weight().device();
     layer.attach(Adapter {
         a: Param::new(v_t.to_kind(kind).to_device(device)),
         b: Param::new((u * strength).to_kind(kind).to_device(device)),
@@ -270,21 +281,34 @@ fn check_pattern(
         .collect())
 }
 
-/// Standard deviation of the model's logits over the real tokens of `batches`.
+/// Standard deviation of the model's logits over the real tokens of `batches`, each sentence
+/// run alone and cut to its length (no padding reaches the model).
 fn logit_spread(model: &dyn Model, batches: &[&DeviceBatch]) -> Result<f64> {
     let mut values = Vec::new();
     for batch in batches {
-        let logits = head_logits(model, batch)?;
-        let mask = batch.attention_mask.ne(0);
-        values.push(
-            logits
-                .index_select(0, &real_rows(&mask))
-                .to_kind(Kind::Double),
-        );
+        let lengths = batch.attention_mask.sum_dim_intlist(1, false, Kind::Int64);
+        for (row, length) in Vec::<i64>::try_from(lengths)?.into_iter().enumerate() {
+            let cut = |t: &Tensor| t.narrow(0, row as i64, 1).narrow(1, 0, length);
+            let (ids, mask) = (cut(&batch.input_ids), cut(&batch.attention_mask));
+            let types = batch.token_type_ids.as_ref().map(cut);
+            let input = autolora_models::ModelInput {
+                input_ids: &ids,
+                attention_mask: &mask,
+                token_type_ids: types.as_ref(),
+            };
+            let logits = model
+                .forward_t(&input, false)?
+                .logits
+                .context("the planted task's model has no head")?;
+            values.push(logits.reshape([length, -1]).to_kind(Kind::Double));
+        }
     }
     let spread = Tensor::cat(&values, 0).std(true).double_value(&[]);
     if !(spread.is_finite() && spread > 0.0) {
-        bail!("the head's logits on the calibration tokens have spread {spread}");
+        bail!(
+            "expected the head's logits on the calibration sentences to vary, found a spread of \
+             {spread}"
+        );
     }
     Ok(spread)
 }
@@ -385,7 +409,7 @@ mod tests {
         layer.record_inputs();
         let before = layer.forward_t(&x, false);
         let moments = layer.take_input_moments().expect("recording");
-        plant(&mut layer, 3, 0.05, &moments)?;
+        plant(&mut layer, 3, 0.05, &moments, Kind::Double)?;
         let delta = layer.forward_t(&x, false) - &before;
         let base = layer.weight().shallow_clone();
         let w_x = x.matmul(&base.tr());

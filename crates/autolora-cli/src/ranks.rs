@@ -19,8 +19,8 @@ use crate::heatmap::RankGrid;
 pub const UNIFORM_RATIO: f64 = 1.05;
 
 /// The `ranks.json` layout this build writes: 1 added `params_per_rank` and the version
-/// itself (files without it are version 0).
-pub const FORMAT_VERSION: u32 = 1;
+/// itself (files without it are version 0); 2 added `readout` and `selection.budget_params`.
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The contents of `ranks.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,8 +106,12 @@ impl RanksFile {
         self.modules.iter().map(|m| m.rank).sum()
     }
 
-    /// Modules whose weights stayed within [`UNIFORM_RATIO`] of uniform.
+    /// Modules whose selection weights stayed within [`UNIFORM_RATIO`] of uniform (none when
+    /// the ranks were read off singular values: equal ones are a finding, not a stalled search).
     pub fn still_uniform(&self) -> Vec<&ModuleSelection> {
+        if self.readout == Readout::SingularValues {
+            return Vec::new();
+        }
         self.modules
             .iter()
             .filter(|m| m.uniformity.max_min_ratio < UNIFORM_RATIO)
@@ -181,8 +185,12 @@ impl RanksFile {
             .iter()
             .map(|m| m.uniformity.normalized_entropy)
             .collect();
+        let what = match self.readout {
+            Readout::Selection => "selection weights vs uniform",
+            Readout::SingularValues => "singular values of the trained updates",
+        };
         out += &format!(
-            "selection weights vs uniform: max/min ratio {:.3} to {:.3}, normalised entropy {:.4} to {:.4}\n",
+            "{what}: max/min ratio {:.3} to {:.3}, normalised entropy {:.4} to {:.4}\n",
             min(&ratios),
             max(&ratios),
             min(&entropies),
@@ -242,7 +250,8 @@ fn singular_values(layers: &[(String, &LoraLinear)]) -> Result<Vec<ModuleWeights
             .delta_weight()
             .to_kind(tch::Kind::Double)
             .f_svd(true, false)?;
-        let k = adapter.rank();
+        // An update of rank k has at most k non-zero singular values.
+        let k = adapter.rank().min(sv.size()[0]);
         let values = Vec::<f64>::try_from(sv.narrow(0, 0, k))?;
         all.push((
             name.clone(),
@@ -301,7 +310,9 @@ pub fn read_rank_table(path: &Path) -> Result<crate::train::RankPlan> {
 pub fn read_plan(path: &Path) -> Result<crate::train::RankPlan> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("toml") => read_rank_table(path),
-        _ => Ok(RanksFile::load(path)?.plan()),
+        _ => Ok(RanksFile::load(path)
+            .context("(a rank table must be a `.toml` file)")?
+            .plan()),
     }
 }
 

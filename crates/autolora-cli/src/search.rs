@@ -77,16 +77,21 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
     while engine.steps_done() < total {
         let step = engine.steps_done();
         let train_batch = data.search_train.at(step);
+        let outer = is_outer_step(search, step);
         let failed = || {
+            let (kind, key) = if outer {
+                ("", "search.outer_lr` (or search.inner_lr")
+            } else {
+                ("(an inner step) ", "search.inner_lr")
+            };
             format!(
-                "search step {step} failed; the last good checkpoint is {}. Every step is a \
-                 function of (seed, step), so resuming unchanged repeats this; resume with a \
-                 smaller learning rate, e.g. `--resume --set search.outer_lr=... \
-                 --accept-change search.outer_lr` (or search.inner_lr)",
+                "search step {step} {kind}failed; the last good checkpoint is {}. Every step is \
+                 a function of (seed, step), so resuming unchanged repeats this; resume with a \
+                 smaller learning rate, e.g. `--resume --set {key}=... --accept-change {key}`",
                 checkpoint_path.display()
             )
         };
-        if !is_outer_step(search, step) {
+        if !outer {
             let loss = engine
                 .inner_step(|| train_batch.loss(model.as_ref(), true))
                 .with_context(failed)?;

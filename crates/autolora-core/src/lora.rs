@@ -225,7 +225,8 @@ impl Adapter {
 pub struct InputMoments {
     /// `sum_t x_t x_t^T` `[in, in]`, f64.
     pub gram: Tensor,
-    /// Number of input rows `x_t` summed (every position of every batch, padding included).
+    /// Number of input rows `x_t` summed (every position of every input, padding included:
+    /// record unpadded inputs to leave it out).
     pub rows: i64,
 }
 

@@ -12,10 +12,11 @@
 //! * **Global budget in parameters**: the same order, but each component costs its module's
 //!   LoRA parameters per unit of rank ([`ModuleWeights::params_per_rank`], `in + out`): going
 //!   down the order, a component is kept while its cost fits what is left of the budget (one
-//!   that does not fit is passed over for cheaper ones below it). Modules of different shapes
-//!   are then compared by what they cost, as AdaLoRA's and EVA's global budgets do.
+//!   that does not fit is passed over for cheaper ones below it). The order is by score alone;
+//!   the cost decides what fits, so the budget is a parameter count, as AdaLoRA's and EVA's
+//!   global budgets are, whatever the modules' shapes.
 //!
-//! In both modes every module keeps at least `min_rank` components (default 1; clamped to the
+//! In every mode every module keeps at least `min_rank` components (default 1; clamped to the
 //! module's `k`), its largest weights. With `min_rank = 0` a module may keep none: rank 0, no
 //! adapter at all in the retrain. Budget rules: a budget larger than the total number of
 //! components keeps everything; a budget smaller than what `min_rank` reserves
