@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The tuning searches of docs/results.md, one search per row, then each one's Spearman
+# correlation with the planted ranks (scipy, from the reference Python of `cargo xtask setup`).
+# Run from the repository root after `cargo build -p autolora-cli`; about 3 minutes per search
+# on 2 cores. Results go to runs/tuning/<row>/.
+set -euo pipefail
+bin=target/debug/autolora
+python=${AUTOLORA_PYTHON:-$HOME/.cache/autolora/python/torch-2.11.0/bin/python}
+config=xtask/recovery/tuning/search.toml
+depth=(--set task.planted.pattern=xtask/recovery/patterns/depth.toml --set search.budget_params=39936)
+row() {  # name, then autolora arguments
+  local name=$1; shift
+  [ -f "runs/tuning/$name/ranks.json" ] || "$bin" search --config "$config" --out "runs/tuning/$name" "$@"
+}
+row depth-base "${depth[@]}"
+row depth-softmax "${depth[@]}" --set lora.gate=softmax
+row depth-warmup200 "${depth[@]}" --set search.warmup_steps=200 --set search.steps=300
+row depth-outer-lr "${depth[@]}" --set search.outer_lr=5e-2
+row depth-first-order "${depth[@]}" --set search.hypergradient=first-order
+row tuning-paper --set lora.gate=softmax --set search.warmup_steps=0 --set search.val_dropout=true \
+  --set model.dropout=0.1 --set lora.dropout=0.1
+row tuning-base
+row tuning-svd --set search.warmup_steps=200 --set search.readout=singular-values
+row tuning-warmup300 --set search.warmup_steps=300 --set search.steps=400
+row tuning-val-batches --set search.val_batches=2
+row tuning-inner-lr --set search.inner_lr=1e-3
+"$python" - <<'PY'
+import glob, json, tomllib
+from scipy.stats import spearmanr
+for run in sorted(glob.glob("runs/tuning/*/ranks.json")):
+    name = run.split("/")[2]
+    path = "xtask/recovery/patterns/depth.toml" if name.startswith("depth") else "xtask/recovery/tuning/pattern.toml"
+    planted = tomllib.load(open(path, "rb"))["ranks"]
+    modules = json.load(open(run))["modules"]
+    rho = spearmanr([m["rank"] for m in modules], [planted.get(m["name"], 0) for m in modules])[0]
+    print(f"{name:24} spearman {rho:.2f}")
+PY
