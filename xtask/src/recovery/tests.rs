@@ -48,7 +48,7 @@ fn the_shipped_plans_and_patterns_parse() -> Result<()> {
         }
     }
     let quick = Plan::load(&root.join(QUICK_PLAN))?;
-    assert_eq!(quick.pass_spearman, Some(0.5));
+    assert_eq!(quick.pass_spearman, Some(0.4));
     assert_eq!(quick.gate_variant.as_deref(), Some("default"));
     assert_eq!((quick.seeds.len(), quick.rhos.as_slice()), (1, &[0.1][..]));
     assert!(quick.report.is_none() && quick.control.is_none());
