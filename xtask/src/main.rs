@@ -4,6 +4,7 @@
 
 mod bench;
 mod download;
+mod driver;
 mod experiment;
 mod gpu;
 mod provision;

@@ -53,6 +53,35 @@ pub fn machine(threads: usize) -> Machine {
     }
 }
 
+/// The paragraph that opens a driver's report: when it was written, from which log and how many
+/// of its records (`noun`: runs, units), the commits they ran from (each once, sorted; `-` when
+/// none), and this machine, then `build`, which says what ran and how far the times hold.
+pub fn provenance<'a>(
+    log: &Path,
+    recorded: usize,
+    noun: &str,
+    commits: impl IntoIterator<Item = &'a str>,
+    build: &str,
+) -> String {
+    let machine = machine(0);
+    let mut commits: Vec<&str> = commits.into_iter().collect();
+    commits.sort_unstable();
+    commits.dedup();
+    format!(
+        "Written {} from `{}` ({recorded} {noun} recorded; sources at commit {}). Machine: {} ({} \
+         logical CPUs), {build}\n\n",
+        machine.date,
+        log.display(),
+        if commits.is_empty() {
+            "-".to_string()
+        } else {
+            commits.join(", ")
+        },
+        machine.cpu,
+        machine.nproc,
+    )
+}
+
 /// The 1-minute load average (NaN where /proc is missing).
 pub fn load_average() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
@@ -122,6 +151,24 @@ mod tests {
         end: "<!-- x:end -->",
         title: "# Speed",
     };
+
+    #[test]
+    fn provenance_lists_each_commit_once_and_a_dash_for_none() {
+        let log = Path::new("runs/x/results.jsonl");
+        let text = provenance(log, 3, "runs", ["b", "a", "b"], "the build.");
+        assert!(
+            text.contains(
+                " from `runs/x/results.jsonl` (3 runs recorded; sources at commit a, b). Machine: "
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with(" logical CPUs), the build.\n\n"), "{text}");
+        let none = provenance(log, 0, "units", [], "the build.");
+        assert!(
+            none.contains("(0 units recorded; sources at commit -)"),
+            "{none}"
+        );
+    }
 
     #[test]
     fn generated_block_replaces_only_itself() -> Result<()> {

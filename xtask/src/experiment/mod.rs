@@ -22,7 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::provision;
+use crate::{driver, provision};
 pub use records::Record;
 
 /// The experiment's plan file.
@@ -149,75 +149,32 @@ pub fn run(plan_path: &Path, cli: &Path, only: &[String]) -> Result<()> {
     }
     let out = root.join(&plan.out_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let binary = install_binary(cli, &out)?;
-    let log_path = out.join(records::LOG);
+    let binary = driver::install_binary(cli, &out)?;
+    let log_path = out.join(driver::LOG);
     let mut log = records::Log::load(&log_path)?;
     let units: Vec<Unit> = plan
         .units()
         .into_iter()
         .filter(|u| only.is_empty() || only.contains(&u.task.name))
         .collect();
-    let commit = records::commit(&root);
-    let started = Instant::now();
-    let mut finished_here = 0u32;
-    for (index, unit) in units.iter().enumerate() {
-        if log.find(unit).is_some() {
-            continue;
-        }
-        let left = units[index..]
-            .iter()
-            .filter(|u| log.find(u).is_none())
-            .count() as u32;
-        let eta = eta(started, finished_here, left);
-        println!(
-            "\n[{}/{}] {} seed {} {}{eta}",
-            index + 1,
-            units.len(),
-            unit.task.name,
-            unit.seed,
-            unit.arm.label()
-        );
-        let record = run_unit(&root, &plan, &binary, unit, &log, &commit)?;
-        log.append(&log_path, record)?;
-        finished_here += 1;
-    }
-    println!(
-        "\nall {} runs recorded in {}",
-        units.len(),
-        log_path.display()
-    );
+    let commit = driver::commit(&root);
+    driver::drive(
+        &units,
+        &mut log,
+        &log_path,
+        "runs",
+        |log, unit| log.find(unit).is_some(),
+        |unit| format!("{} seed {} {}", unit.task.name, unit.seed, unit.arm.label()),
+        |unit, log| run_unit(&root, &plan, &binary, unit, log, &commit),
+    )?;
     report(plan_path)
-}
-
-/// Copies the `autolora` binary into `out` and returns the copy's path: one build serves a
-/// whole driver, even if the tree is rebuilt while it runs. Copied under a temporary name and
-/// renamed, so a running copy is never written over.
-pub(crate) fn install_binary(cli: &Path, out: &Path) -> Result<PathBuf> {
-    let binary = out.join("autolora");
-    let staging = out.join(format!(".autolora-{}", std::process::id()));
-    std::fs::copy(cli, &staging)
-        .and_then(|_| std::fs::rename(&staging, &binary))
-        .with_context(|| format!("copying {} to {}", cli.display(), binary.display()))?;
-    Ok(binary)
-}
-
-/// `", about N min left"` for `left` more runs, averaging this driver's `finished` runs since
-/// `started` (searches and trainings alike); empty before the first one finished.
-pub(crate) fn eta(started: Instant, finished: u32, left: u32) -> String {
-    match finished {
-        0 => String::new(),
-        n => format!(
-            ", about {:.0} min left",
-            (started.elapsed() / n * left).as_secs_f64() / 60.0
-        ),
-    }
 }
 
 /// Writes the report from the log as it stands.
 pub fn report(plan_path: &Path) -> Result<()> {
     let root = provision::repo_root();
     let plan = Plan::load(plan_path)?;
-    let log = records::Log::load(&root.join(&plan.out_dir).join(records::LOG))?;
+    let log = records::Log::load(&root.join(&plan.out_dir).join(driver::LOG))?;
     summary::write(&root, &plan, &log)
 }
 

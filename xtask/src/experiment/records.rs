@@ -1,19 +1,14 @@
 //! `results.jsonl`: one line per finished run of the experiment.
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Unit;
-use crate::report;
-
-/// The log's file name inside the plan's `out_dir`.
-pub const LOG: &str = "results.jsonl";
+use crate::driver;
 
 /// Scores per split (`dev`, `test`), metric name -> value.
 pub type Scores = BTreeMap<String, BTreeMap<String, f64>>;
@@ -123,22 +118,10 @@ impl Record {
     }
 }
 
-/// The records so far.
-#[derive(Debug, Default)]
-pub struct Log {
-    /// In the order they finished.
-    pub records: Vec<Record>,
-}
+/// The records so far (`results.jsonl` in the plan's `out_dir`).
+pub type Log = driver::Log<Record>;
 
 impl Log {
-    /// Reads the log (empty when absent). A last line cut short by an interruption is reported
-    /// and ignored, so its run is done again; a malformed line elsewhere is an error.
-    pub fn load(path: &Path) -> Result<Self> {
-        Ok(Log {
-            records: load_lines(path)?,
-        })
-    }
-
     /// The record of `unit`, if it finished.
     pub fn find(&self, unit: &Unit) -> Option<&Record> {
         let arm = unit.arm.label();
@@ -156,98 +139,6 @@ impl Log {
             .collect();
         found.sort_by_key(|r| r.seed);
         found
-    }
-
-    /// Appends a record to the file (one whole line per write) and to the log.
-    pub fn append(&mut self, path: &Path, record: Record) -> Result<()> {
-        append_line(path, &record)?;
-        self.records.push(record);
-        Ok(())
-    }
-}
-
-/// Reads a JSON-lines log (empty when absent). A last line cut short by an interruption is
-/// reported and ignored, so its run is done again; a malformed line elsewhere is an error.
-pub(crate) fn load_lines<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let lines: Vec<&str> = text.lines().collect();
-    let mut records = Vec::new();
-    for (index, line) in lines.iter().enumerate() {
-        if line.trim().is_empty() {
-            continue;
-        }
-        match serde_json::from_str(line) {
-            Ok(record) => records.push(record),
-            Err(e) if index + 1 == lines.len() && !text.ends_with('\n') => {
-                println!(
-                    "{}:{}: an unfinished last line ({e}); its run will be done again",
-                    path.display(),
-                    index + 1
-                );
-            }
-            Err(e) => {
-                return Err(e).with_context(|| {
-                    format!(
-                        "{}:{}: expected one JSON record per line",
-                        path.display(),
-                        index + 1
-                    )
-                });
-            }
-        }
-    }
-    Ok(records)
-}
-
-/// Appends one record to a JSON-lines log as one whole line per write, synced to disk. A
-/// last line cut short by an interruption (which [`load_lines`] ignores) is cut off first, so
-/// the new line does not run on from it.
-pub(crate) fn append_line<T: Serialize>(path: &Path, record: &T) -> Result<()> {
-    let mut line = serde_json::to_string(record)?;
-    line.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .read(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    drop_unfinished_line(&mut file).with_context(|| format!("repairing {}", path.display()))?;
-    file.write_all(line.as_bytes())
-        .and_then(|()| file.sync_data())
-        .with_context(|| format!("appending to {}", path.display()))
-}
-
-/// Truncates `file` after its last newline when it does not end with one.
-fn drop_unfinished_line(file: &mut std::fs::File) -> std::io::Result<()> {
-    use std::io::{Read as _, Seek as _, SeekFrom};
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    let mut last = [0u8];
-    file.seek(SeekFrom::Start(len - 1))?;
-    file.read_exact(&mut last)?;
-    if last[0] == b'\n' {
-        return Ok(());
-    }
-    let mut text = Vec::new();
-    file.seek(SeekFrom::Start(0))?;
-    file.read_to_end(&mut text)?;
-    let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    file.set_len(keep as u64)
-}
-
-/// The source tree's commit, marked `-dirty` when it has local edits (empty outside a git
-/// checkout: the record then names no commit).
-pub fn commit(root: &Path) -> String {
-    let head = report::git(root, &["rev-parse", "--short", "HEAD"]).unwrap_or_default();
-    match report::has_local_edits(root) {
-        Ok(true) => format!("{head}-dirty"),
-        _ => head,
     }
 }
 
@@ -300,7 +191,7 @@ mod tests {
     #[test]
     fn appended_records_are_found_after_a_reload() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let path = dir.path().join(LOG);
+        let path = dir.path().join(driver::LOG);
         let task = task();
         let unit = Unit {
             task: &task,
@@ -319,35 +210,6 @@ mod tests {
         assert_eq!((found.arm.as_str(), found.seed), ("r4", 2));
         assert_eq!(found.score("dev", "entity_f1"), Some(0.5));
         assert!(reloaded.find(&Unit { seed: 3, ..unit }).is_none());
-        Ok(())
-    }
-
-    #[test]
-    fn an_unfinished_last_line_is_dropped_and_a_broken_middle_line_is_an_error() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let path = dir.path().join(LOG);
-        let task = task();
-        let whole = serde_json::to_string(&Record::new(
-            &Unit {
-                task: &task,
-                seed: 1,
-                arm: Arm::Search,
-            },
-            1.0,
-            "abc",
-        ))?;
-        std::fs::write(&path, format!("{whole}\n{{\"task\": \"con"))?;
-        assert_eq!(Log::load(&path)?.records.len(), 1);
-        // The next record replaces the unfinished line.
-        let mut log = Log::load(&path)?;
-        log.append(&path, log.records[0].clone())?;
-        assert_eq!(Log::load(&path)?.records.len(), 2);
-        std::fs::write(&path, format!("{{\"task\": \"con\n{whole}\n"))?;
-        let err = Log::load(&path).unwrap_err();
-        assert!(
-            format!("{err:#}").contains(":1: expected one JSON record"),
-            "{err:#}"
-        );
         Ok(())
     }
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 
 use super::records::{Log, Record};
 use super::{Arm, Plan, TaskPlan, plot};
+use crate::driver;
 use crate::report::{self, Markers};
 
 const MARKERS: Markers = Markers {
@@ -26,26 +27,15 @@ pub fn write(root: &Path, plan: &Plan, log: &Log) -> Result<()> {
         .parent()
         .context("the report path has no folder")?
         .to_path_buf();
-    let mut md = String::new();
-    let machine = report::machine(0);
-    let mut commits: Vec<&str> = log.records.iter().map(|r| r.commit.as_str()).collect();
-    commits.sort_unstable();
-    commits.dedup();
-    let _ = writeln!(
-        md,
-        "Written {} from `{}` ({} runs recorded; sources at commit {}). Machine: {} ({} logical \
-         CPUs), the dev-profile `autolora` build, libtorch threads as the run files set. Times are \
-         wall-clock on a machine that was also compiling at times, so they are upper bounds.\n",
-        machine.date,
-        plan.out_dir.join(super::records::LOG).display(),
+    // Every record's commit, an empty one (no checkout) included, as this report always listed
+    // them.
+    let mut md = report::provenance(
+        &plan.out_dir.join(driver::LOG),
         log.records.len(),
-        if commits.is_empty() {
-            "-".to_string()
-        } else {
-            commits.join(", ")
-        },
-        machine.cpu,
-        machine.nproc,
+        "runs",
+        log.records.iter().map(|r| r.commit.as_str()),
+        "the dev-profile `autolora` build, libtorch threads as the run files set. Times are \
+         wall-clock on a machine that was also compiling at times, so they are upper bounds.",
     );
     for task in &plan.tasks {
         task_section(&mut md, root, &docs, plan, task, log)?;

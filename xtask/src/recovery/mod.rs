@@ -30,7 +30,8 @@ use serde::Deserialize;
 
 use autolora_data::rng::{derive_seed, stream};
 
-use crate::experiment::{self, allocation, toml_path};
+use crate::driver;
+use crate::experiment::{allocation, toml_path};
 use crate::provision;
 use pattern::Pattern;
 use records::{Log, Planted, Record};
@@ -529,40 +530,27 @@ fn run_in(root: &Path, plan_path: &Path, cli: &Path) -> Result<()> {
     let k = plan.k(root)?;
     let out = root.join(&plan.out_dir);
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-    let binary = experiment::install_binary(cli, &out)?;
-    let log_path = out.join(records::LOG);
+    let binary = driver::install_binary(cli, &out)?;
+    let log_path = out.join(driver::LOG);
     let mut log = Log::load(&log_path)?;
-    let units = plan.units();
-    let commit = experiment::records::commit(root);
-    let started = Instant::now();
-    let mut finished_here = 0u32;
-    for (index, unit) in units.iter().enumerate() {
-        if log.find(unit).is_some() {
-            continue;
-        }
-        let left = units[index..]
-            .iter()
-            .filter(|u| log.find(u).is_none())
-            .count() as u32;
-        println!(
-            "\n[{}/{}] {} rho {} seed {} {}{}",
-            index + 1,
-            units.len(),
-            unit.pattern.stem,
-            rho_label(unit.rho),
-            unit.seed,
-            unit.arm.label(),
-            experiment::eta(started, finished_here, left)
-        );
-        let record = run_unit(root, &plan, &binary, unit, &log, k, &commit)?;
-        log.append(&log_path, record)?;
-        finished_here += 1;
-    }
-    println!(
-        "\nall {} units recorded in {}",
-        units.len(),
-        log_path.display()
-    );
+    let commit = driver::commit(root);
+    driver::drive(
+        &plan.units(),
+        &mut log,
+        &log_path,
+        "units",
+        |log, unit| log.find(unit).is_some(),
+        |unit| {
+            format!(
+                "{} rho {} seed {} {}",
+                unit.pattern.stem,
+                rho_label(unit.rho),
+                unit.seed,
+                unit.arm.label()
+            )
+        },
+        |unit, log| run_unit(root, &plan, &binary, unit, log, k, &commit),
+    )?;
     summary::write(root, plan_path, &plan, &log)?;
     summary::check_pass(&plan, &log)
 }
@@ -571,7 +559,7 @@ fn run_in(root: &Path, plan_path: &Path, cli: &Path) -> Result<()> {
 pub fn report(plan_path: &Path) -> Result<()> {
     let root = provision::repo_root();
     let plan = Plan::load(plan_path)?;
-    let log = Log::load(&root.join(&plan.out_dir).join(records::LOG))?;
+    let log = Log::load(&root.join(&plan.out_dir).join(driver::LOG))?;
     summary::write(&root, plan_path, &plan, &log)
 }
 

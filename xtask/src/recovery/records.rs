@@ -9,10 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Unit;
 use super::pattern::Pattern;
-use crate::experiment::records::{Scores, append_line, load_lines, read_json};
-
-/// The log's file name inside the plan's `out_dir`.
-pub const LOG: &str = "results.jsonl";
+use crate::driver;
+use crate::experiment::records::{Scores, read_json};
 
 /// A module of the teacher, as `planted.json` lists it (and the oracle's record keeps it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,22 +224,10 @@ pub fn same_rho(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * a.abs().max(b.abs()).max(1.0)
 }
 
-/// The records so far.
-#[derive(Debug, Default)]
-pub struct Log {
-    /// In the order they finished.
-    pub records: Vec<Record>,
-}
+/// The records so far (`results.jsonl` in the plan's `out_dir`).
+pub type Log = driver::Log<Record>;
 
 impl Log {
-    /// Reads the log (empty when absent); an unfinished last line is dropped (its unit runs
-    /// again).
-    pub fn load(path: &Path) -> Result<Self> {
-        Ok(Log {
-            records: load_lines(path)?,
-        })
-    }
-
     /// The record of `unit`, if it finished.
     pub fn find(&self, unit: &Unit) -> Option<&Record> {
         self.get(unit.pattern.stem, unit.rho, unit.seed, &unit.arm.label())
@@ -252,13 +238,6 @@ impl Log {
         self.records.iter().find(|r| {
             r.pattern == pattern && same_rho(r.rho, rho) && r.seed == seed && r.arm == arm
         })
-    }
-
-    /// Appends a record to the file (one whole line per write) and to the log.
-    pub fn append(&mut self, path: &Path, record: Record) -> Result<()> {
-        append_line(path, &record)?;
-        self.records.push(record);
-        Ok(())
     }
 }
 

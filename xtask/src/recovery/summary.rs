@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::metrics::{self, Gate};
 use super::records::{self, Log, Record};
 use super::{DRIVER_KEYS, Plan, rho_label};
+use crate::driver;
 use crate::experiment::summary::{Stats, short_name};
 use crate::report::{self, Markers};
 
@@ -183,29 +184,15 @@ fn markdown(root: &Path, plan_path: &Path, plan: &Plan, log: &Log, rows: &[Row])
     // The heading is part of the block: a file without the markers gets the block appended at
     // its end, under whatever section came last.
     let mut md = "## Planted-rank recovery (`cargo xtask recovery`)\n\n".to_string();
-    let machine = report::machine(0);
-    let mut commits: Vec<&str> = log
-        .records
-        .iter()
-        .map(|r| r.commit.as_str())
-        .filter(|c| !c.is_empty())
-        .collect();
-    commits.sort_unstable();
-    commits.dedup();
-    let _ = writeln!(
-        md,
-        "Written {} from `{}` ({} units recorded; sources at commit {}). Machine: {} ({} logical \
-         CPUs), the dev-profile `autolora` build, libtorch threads as the run file sets.\n",
-        machine.date,
-        plan.out_dir.join(records::LOG).display(),
+    md += &report::provenance(
+        &plan.out_dir.join(driver::LOG),
         log.records.len(),
-        if commits.is_empty() {
-            "-".to_string()
-        } else {
-            commits.join(", ")
-        },
-        machine.cpu,
-        machine.nproc,
+        "units",
+        log.records
+            .iter()
+            .map(|r| r.commit.as_str())
+            .filter(|c| !c.is_empty()),
+        "the dev-profile `autolora` build, libtorch threads as the run file sets.",
     );
     let settings = flatten(&plan.settings(root)?)
         .into_iter()

@@ -456,7 +456,7 @@ fn a_whole_run_against_a_fake_cli_records_resumes_reports_and_gates() -> Result<
             .count())
     };
     assert_eq!(invocations()?, 32);
-    let log = Log::load(&out.join(records::LOG))?;
+    let log = Log::load(&out.join(driver::LOG))?;
     assert_eq!(log.records.len(), 32);
     let args = |arm: &str| std::fs::read_to_string(cell.join(arm).join("args.txt"));
     assert!(
@@ -562,9 +562,9 @@ fn a_whole_run_against_a_fake_cli_records_resumes_reports_and_gates() -> Result<
     // A restart runs nothing; a lost last line reruns that unit alone.
     run_in(root, &plan_path, &cli)?;
     assert_eq!(invocations()?, 32);
-    let log_text = std::fs::read_to_string(out.join(records::LOG))?;
+    let log_text = std::fs::read_to_string(out.join(driver::LOG))?;
     let cut = log_text.trim_end().rfind('\n').expect("several lines") + 1;
-    std::fs::write(out.join(records::LOG), &log_text[..cut + 10])?;
+    std::fs::write(out.join(driver::LOG), &log_text[..cut + 10])?;
     run_in(root, &plan_path, &cli)?;
     assert_eq!(invocations()?, 33);
 
