@@ -95,13 +95,20 @@ pub fn load(
             settings.classes
         );
     }
-    let (_, train, evals) = crate::task::conll_sets(config, tokenizer)?;
+    let sets = crate::task::conll_sets(config, tokenizer)?;
     let spec = TaskSpec::Planted {
         classes: settings.classes,
         head_scale: 1.0,
     };
-    let mut data =
-        crate::task::assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)?;
+    let mut data = crate::task::assemble(
+        config,
+        tokenizer.pad_id(),
+        device,
+        spec,
+        sets.train,
+        None,
+        sets.evals,
+    )?;
 
     let mut teacher = crate::session::load_base(
         config,

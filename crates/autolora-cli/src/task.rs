@@ -157,24 +157,32 @@ impl TaskData {
 }
 
 fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> Result<TaskData> {
-    let (labels, train, evals) = conll_sets(config, tokenizer)?;
+    let sets = conll_sets(config, tokenizer)?;
     assemble(
         config,
         tokenizer.pad_id(),
         device,
-        TaskSpec::Tagging { labels },
-        train,
+        TaskSpec::Tagging {
+            labels: sets.labels,
+        },
+        sets.train,
         None,
-        evals,
+        sets.evals,
     )
 }
 
-/// CoNLL-2003's tag names, training set and evaluation sets (dev, test), limited and
-/// tokenized.
-pub fn conll_sets(
-    config: &RunConfig,
-    tokenizer: &TextTokenizer,
-) -> Result<(Vec<String>, EncodedSet, Vec<(String, EncodedSet)>)> {
+/// CoNLL-2003's splits, limited and tokenized.
+pub struct ConllSets {
+    /// Tag names in id order.
+    pub labels: Vec<String>,
+    /// The training set.
+    pub train: EncodedSet,
+    /// `dev`, then `test`.
+    pub evals: Vec<(String, EncodedSet)>,
+}
+
+/// Reads CoNLL-2003 (`task.data_dir` or the asset) and tokenizes its splits after their limits.
+pub fn conll_sets(config: &RunConfig, tokenizer: &TextTokenizer) -> Result<ConllSets> {
     let dir = match &config.task.data_dir {
         Some(dir) => dir.clone(),
         None => autolora_data::assets::fetch("conll2003")?,
@@ -192,7 +200,11 @@ pub fn conll_sets(
         ("dev".into(), encode(&data.dev)?),
         ("test".into(), encode(&data.test)?),
     ];
-    Ok((labels.labels().to_vec(), train, evals))
+    Ok(ConllSets {
+        labels: labels.labels().to_vec(),
+        train,
+        evals,
+    })
 }
 
 /// The Rotten-Tomatoes snippets: sign of the score (binary) or the score (regression), on the
