@@ -335,6 +335,21 @@ impl Plan {
     }
 
     /// Where the random arm's allocation goes (a pattern file).
+    /// The ranks a variant's retrain trains: its search's ranks.json, or, where the search's
+    /// folder is gone (a fresh checkout keeps the log, not the run folders), the rank table
+    /// [`run_unit`] writes beside it from the search's record.
+    fn searched_ranks(&self, root: &Path, unit: &Unit, variant: &Variant) -> PathBuf {
+        let folder = self
+            .cell_dir(root, unit.pattern.stem, unit.rho, unit.seed)
+            .join(Arm::Search(variant).label());
+        let json = folder.join("ranks.json");
+        if json.is_file() {
+            json
+        } else {
+            folder.join("ranks.toml")
+        }
+    }
+
     fn random_pattern(&self, root: &Path, unit: &Unit) -> PathBuf {
         self.cell_dir(root, unit.pattern.stem, unit.rho, unit.seed)
             .join("random-ranks.toml")
@@ -426,10 +441,7 @@ impl Plan {
                 sets.push(format!("search.budget_params={}", budget()?));
             }
             Arm::Retrain(variant) => {
-                let ranks = self
-                    .cell_dir(root, unit.pattern.stem, unit.rho, unit.seed)
-                    .join(Arm::Search(variant).label())
-                    .join("ranks.json");
+                let ranks = self.searched_ranks(root, unit, variant);
                 sets.push(format!("train.ranks={}", toml_path(&ranks)));
             }
             Arm::Uniform => {
@@ -600,6 +612,31 @@ fn run_unit(
         autolora_data::atomic::write(&path, pattern::render(&comment, &ranks).as_bytes())
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Arm::Retrain(variant) = unit.arm {
+        let path = plan.searched_ranks(root, unit, variant);
+        if !path.is_file() {
+            let search = log
+                .find(&Unit {
+                    arm: Arm::Search(variant),
+                    ..*unit
+                })
+                .context("a retrain runs after its search")?;
+            let comment = format!(
+                "The ranks of {}'s search, from its record in {} (its run folder is gone).",
+                variant.name,
+                driver::LOG
+            );
+            if let Some(folder) = path.parent() {
+                std::fs::create_dir_all(folder)
+                    .with_context(|| format!("creating {}", folder.display()))?;
+            }
+            autolora_data::atomic::write(
+                &path,
+                pattern::render(&comment, &search.ranks).as_bytes(),
+            )
+            .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
     let invocation = plan.invocation(root, unit, oracle)?;
     let mut cmd = Command::new(binary);
     cmd.current_dir(root)
@@ -685,13 +722,14 @@ fn record_unit(
             record.budget_params = oracle.and_then(|o| o.lora_params);
             records::ranks_json_allocation(&dir.join("ranks.json"), modules)?
         }
-        Arm::Retrain(variant) => records::ranks_json_allocation(
-            &plan
-                .cell_dir(root, unit.pattern.stem, unit.rho, unit.seed)
-                .join(Arm::Search(variant).label())
-                .join("ranks.json"),
-            modules,
-        )?,
+        Arm::Retrain(variant) => {
+            let path = plan.searched_ranks(root, unit, variant);
+            if path.extension().is_some_and(|e| e == "toml") {
+                records::pattern_allocation(&Pattern::load(&path)?, &path, modules)?
+            } else {
+                records::ranks_json_allocation(&path, modules)?
+            }
+        }
         Arm::Uniform => {
             let per_rank: i64 = modules.iter().map(|m| m.params_per_rank).sum();
             let budget = oracle.and_then(|o| o.lora_params).unwrap_or(0);

@@ -297,12 +297,14 @@ fn each_arm_gets_its_command() -> Result<()> {
             "search.budget_params=40",
         ]),
     )?;
+    // No search folder here (as in a fresh checkout): the rank table written from the
+    // search's record (the whole run below covers ranks.json).
     expect(
         "b",
         "train",
         &s(&[
             "task.planted.shuffle=false",
-            "train.ranks=\"/repo/runs/rec/two/rho-0.05/seed-1/search-b/ranks.json\"",
+            "train.ranks=\"/repo/runs/rec/two/rho-0.05/seed-1/search-b/ranks.toml\"",
         ]),
     )?;
     expect(
@@ -567,6 +569,32 @@ fn a_whole_run_against_a_fake_cli_records_resumes_reports_and_gates() -> Result<
     std::fs::write(out.join(driver::LOG), &log_text[..cut + 10])?;
     run_in(root, &plan_path, &cli)?;
     assert_eq!(invocations()?, 33);
+
+    // A fresh checkout keeps the log, not the run folders: a retrain whose search is recorded
+    // trains the search's recorded ranks, written beside it as a rank table.
+    let log_text = std::fs::read_to_string(out.join(driver::LOG))?;
+    let is_retrain_a = |line: &str| {
+        let v: serde_json::Value = serde_json::from_str(line).expect("a record");
+        v["arm"] == "a" && v["seed"] == 1 && v["rho"] == 0.05
+    };
+    let kept: Vec<&str> = log_text.lines().filter(|l| !is_retrain_a(l)).collect();
+    assert_eq!(kept.len(), log_text.lines().count() - 1);
+    std::fs::write(out.join(driver::LOG), kept.join("\n") + "\n")?;
+    std::fs::remove_dir_all(cell.join("search-a"))?;
+    std::fs::remove_dir_all(cell.join("a"))?;
+    run_in(root, &plan_path, &cli)?;
+    assert_eq!(invocations()?, 34);
+    assert!(args("a")?.contains("search-a/ranks.toml"), "{}", args("a")?);
+    let table = Pattern::load(&cell.join("search-a/ranks.toml"))?;
+    let relog = Log::load(&out.join(driver::LOG))?;
+    let search_a = relog.get("two", 0.05, 1, "search-a").expect("recorded");
+    for (name, rank) in &search_a.ranks {
+        assert_eq!(table.rank(name), *rank, "{name}");
+    }
+    assert_eq!(
+        relog.get("two", 0.05, 1, "a").expect("rerun").ranks,
+        search_a.ranks
+    );
 
     // The pass/fail check of a quick plan, over the same log.
     let gated = |pass: f64| -> Result<()> {
