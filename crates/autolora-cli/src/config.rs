@@ -203,8 +203,10 @@ pub struct SearchConfig {
     pub budget_params: Option<i64>,
     /// Every module keeps at least this many components.
     pub min_rank: usize,
-    /// What the ranks are read from: `selection` (the selection weights, AutoLoRA) or
-    /// `singular-values` (of the trained updates; with `warmup_steps = steps`, train-then-SVD).
+    /// What the ranks are read from: `selection` (the selection weights, AutoLoRA),
+    /// `singular-values` (of the trained updates; with `warmup_steps = steps`, train-then-SVD)
+    /// or `output-spectrum` (those singular values measured on validation inputs, relative to
+    /// each module's own output).
     pub readout: crate::ranks::Readout,
 }
 
@@ -436,17 +438,18 @@ impl RunConfig {
         {
             bail!("model.dropout must be in [0, 1), got {p}");
         }
-        if self.search.readout == crate::ranks::Readout::SingularValues {
+        if self.search.readout.reads_updates() {
+            let readout = serde_json::to_string(&self.search.readout)?;
             if self.search.budget.is_none() && self.search.budget_params.is_none() {
                 bail!(
-                    "search.readout = \"singular-values\" compares modules globally: set \
+                    "search.readout = {readout} compares modules globally: set \
                      search.budget_params (or search.budget)"
                 );
             }
             if self.train.warm_start {
                 bail!(
                     "train.warm_start prunes the search's adapters to their kept components, \
-                     which search.readout = \"singular-values\" does not select"
+                     which search.readout = {readout} does not select"
                 );
             }
         }

@@ -293,22 +293,15 @@ fn check_pattern(
 fn logit_spread(model: &dyn Model, batches: &[&DeviceBatch]) -> Result<f64> {
     let mut values = Vec::new();
     for batch in batches {
-        let lengths = batch.attention_mask.sum_dim_intlist(1, false, Kind::Int64);
-        for (row, length) in Vec::<i64>::try_from(lengths)?.into_iter().enumerate() {
-            let cut = |t: &Tensor| t.narrow(0, row as i64, 1).narrow(1, 0, length);
-            let (ids, mask) = (cut(&batch.input_ids), cut(&batch.attention_mask));
-            let types = batch.token_type_ids.as_ref().map(cut);
-            let input = autolora_models::ModelInput {
-                input_ids: &ids,
-                attention_mask: &mask,
-                token_type_ids: types.as_ref(),
-            };
+        batch.for_each_sentence(|_, input| {
             let logits = model
                 .forward_t(&input, false)?
                 .logits
                 .context("the planted task's model has no head")?;
-            values.push(logits.reshape([length, -1]).to_kind(Kind::Double));
-        }
+            let classes = *logits.size().last().unwrap_or(&0);
+            values.push(logits.reshape([-1, classes]).to_kind(Kind::Double));
+            Ok(())
+        })?;
     }
     let spread = Tensor::cat(&values, 0).std(true).double_value(&[]);
     if !(spread.is_finite() && spread > 0.0) {
@@ -484,6 +477,103 @@ mod tests {
             "{kl} vs {:?}",
             report.base_kl
         );
+        Ok(())
+    }
+
+    #[test]
+    fn the_ablation_readout_scores_each_unit_of_rank_by_the_loss_it_gains() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = pattern(
+            dir.path(),
+            "[ranks]\n\"encoder.layer.1.output.dense\" = 2\n",
+        )?;
+        let mut config = config(&path);
+        let model_dir = fixtures().join("tiny-bert");
+        let tokenizer = TextTokenizer::from_file(&model_dir.join("tokenizer.json"), 64)?;
+        let data = load(&config, &tokenizer, &model_dir, Device::Cpu)?;
+        let mut student = crate::session::load_base(
+            &config,
+            &model_dir,
+            Device::Cpu,
+            data.spec.model_task(),
+            AttentionImpl::Fused,
+        )?;
+        data.spec.prepare_head(student.as_ref());
+        let lora = autolora_core::LoraConfig {
+            rank: 3,
+            alpha: 3.0,
+            dropout: 0.0,
+        };
+        // LoRA on the planted module and on one without a planted update, trained a little
+        // (plain gradient descent on the teacher's targets).
+        let trained = "encoder.layer.1.output.dense";
+        let other = "encoder.layer.0.attention.self.query";
+        student.inject_lora(
+            &[trained.into(), other.into()],
+            &lora,
+            Some(autolora_core::Gate::Sigmoid),
+        )?;
+        let params = student.lora_params();
+        for step in 0..40u64 {
+            let loss = data.search_train.at(step).loss(student.as_ref(), true)?;
+            loss.backward();
+            let _guard = tch::no_grad_guard();
+            for p in &params {
+                let mut t = p.param.tensor();
+                let grad = t.grad();
+                let _ = t.f_sub_(&(&grad * 0.5))?;
+                let _ = t.grad().zero_();
+            }
+        }
+        let calibration: Vec<_> = data.search_val.all().iter().take(2).collect();
+        let loss = |model: &dyn Model| -> Result<f64> {
+            let _guard = tch::no_grad_guard();
+            let mut sum = 0.0;
+            for batch in &calibration {
+                sum += batch.loss(model, false)?.double_value(&[]);
+            }
+            Ok(sum)
+        };
+        let before = loss(student.as_ref())?;
+        config.search.readout = crate::ranks::Readout::Ablation;
+        config.search.budget_params = Some(2 * 69);
+        let ranks = crate::ranks::RanksFile::from_model(
+            student.as_mut(),
+            &config.lora,
+            &config.search,
+            &calibration,
+        )?;
+        // The readout leaves the model as it found it.
+        assert_eq!(loss(student.as_ref())?, before);
+        assert_eq!(ranks.modules.len(), 2);
+        let planted = ranks
+            .modules
+            .iter()
+            .find(|m| m.name == trained)
+            .expect("scored");
+        let w = &planted.weights;
+        assert!(w.iter().all(|&v| v >= 0.0) && w[0] > 0.0, "{w:?}");
+        // Each unit of rank is scored on its own: not the whole update's loss k times over.
+        assert!(w.iter().any(|&v| (v - w[0]).abs() > 1e-3 * w[0]), "{w:?}");
+        let whole = {
+            let layer = student.lora_layer_mut(trained).expect("adapted");
+            let adapter = layer.detach()?.expect("adapter");
+            let without = loss(student.as_ref())?;
+            student
+                .lora_layer_mut(trained)
+                .expect("adapted")
+                .attach(adapter)?;
+            (without - before) / calibration.len() as f64
+        };
+        // The gains telescope to the whole update's (more where a clamped step lost loss).
+        let sum: f64 = w.iter().sum();
+        assert!(
+            sum >= whole - 1e-6 * whole.abs().max(1e-3),
+            "{w:?} vs the whole update's {whole}"
+        );
+        // The budget (two units of the planted module's rank) goes to the best directions.
+        let kept: i64 = ranks.lora_params(|m| m.rank as i64)?;
+        assert!(kept <= 2 * 69, "{kept}");
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use autolora_core::selection::{ModuleSelection, ModuleWeights, SelectionConfig, 
 use autolora_models::Model;
 use serde::{Deserialize, Serialize};
 
+use crate::batches::DeviceBatch;
 use crate::config::{LoraSettings, SearchConfig};
 use crate::heatmap::RankGrid;
 
@@ -32,8 +33,8 @@ pub struct RanksFile {
     pub k: i64,
     /// The selection gate.
     pub gate: Gate,
-    /// What the ranks were read from (the weights of `modules` are singular values with
-    /// [`Readout::SingularValues`]).
+    /// What the ranks were read from (the weights of `modules` are singular values, not
+    /// selection weights, when [`Readout::reads_updates`]).
     #[serde(default)]
     pub readout: Readout,
     /// How ranks were chosen.
@@ -48,17 +49,21 @@ pub struct RanksFile {
 
 impl RanksFile {
     /// Reads the ranks off a searched model by the search's readout: its selection weights
-    /// (AutoLoRA), or the singular values of its trained updates.
+    /// (AutoLoRA), or the singular values of its trained updates, as they are or measured on
+    /// the inputs of `calibration` (which only [`Readout::OutputSpectrum`] runs).
     pub fn from_model(
-        model: &dyn Model,
+        model: &mut dyn Model,
         lora: &LoraSettings,
         search: &SearchConfig,
+        calibration: &[&DeviceBatch],
     ) -> Result<Self> {
-        let layers = model.adapted_layers();
         let weights = match search.readout {
-            Readout::Selection => selection_weights(&layers)?,
-            Readout::SingularValues => singular_values(&layers)?,
+            Readout::Selection => selection_weights(&model.adapted_layers())?,
+            Readout::SingularValues => singular_values(&model.adapted_layers())?,
+            Readout::OutputSpectrum => output_spectra(model, calibration)?,
+            Readout::Ablation => ablations(model, calibration)?,
         };
+        let layers = model.adapted_layers();
         let params_per_rank = layers
             .iter()
             .map(|(name, layer)| (name.clone(), layer.in_features() + layer.out_features()))
@@ -109,7 +114,7 @@ impl RanksFile {
     /// Modules whose selection weights stayed within [`UNIFORM_RATIO`] of uniform (none when
     /// the ranks were read off singular values: equal ones are a finding, not a stalled search).
     pub fn still_uniform(&self) -> Vec<&ModuleSelection> {
-        if self.readout == Readout::SingularValues {
+        if self.readout.reads_updates() {
             return Vec::new();
         }
         self.modules
@@ -188,6 +193,8 @@ impl RanksFile {
         let what = match self.readout {
             Readout::Selection => "selection weights vs uniform",
             Readout::SingularValues => "singular values of the trained updates",
+            Readout::OutputSpectrum => "relative output singular values of the trained updates",
+            Readout::Ablation => "validation loss each unit of rank gains (ablation)",
         };
         out += &format!(
             "{what}: max/min ratio {:.3} to {:.3}, normalised entropy {:.4} to {:.4}\n",
@@ -222,7 +229,30 @@ pub enum Readout {
     /// train-then-SVD, the cheap reference without any bilevel step. The kept "components" are
     /// then singular directions, not the adapter's components.
     SingularValues,
+    /// [`Readout::SingularValues`] measured on real inputs: each singular direction's RMS
+    /// output on the search's validation sentences, relative to the RMS output of the module's
+    /// frozen weight on them. Raw singular values rank modules by the scale of their inputs
+    /// (a feed-forward output sees post-GELU activations, a query LayerNorm outputs); these
+    /// rank them by how much the update changes what the module computes.
+    OutputSpectrum,
+    /// The trained updates' singular directions scored by ablation: a module's r-th largest
+    /// direction scores what the validation loss gains when the module's update, cut to its
+    /// r - 1 largest directions, gets that one back (every other module whole). The loss each
+    /// unit of rank is worth, in one unit across modules of any shape or position.
+    Ablation,
 }
+
+impl Readout {
+    /// Whether the ranks are read off the trained updates (singular directions compared across
+    /// modules) rather than the selection weights.
+    pub fn reads_updates(self) -> bool {
+        self != Readout::Selection
+    }
+}
+
+/// Batches of the search's validation split that the readouts from real inputs measure the
+/// updates on.
+pub const READOUT_BATCHES: usize = 4;
 
 /// Every gated module's selection weights.
 fn selection_weights(layers: &[(String, &LoraLinear)]) -> Result<Vec<ModuleWeights>> {
@@ -273,6 +303,125 @@ fn singular_values(layers: &[(String, &LoraLinear)]) -> Result<Vec<ModuleWeights
                 name,
                 gate: Gate::Sigmoid,
                 weights: values.iter().map(|v| v / top).collect(),
+                params_per_rank: None,
+            }
+            .with_params_per_rank(cost)
+        })
+        .collect())
+}
+
+/// Every adapted module's output spectrum ([`Adapter::output_spectrum`]) on the sentences of
+/// `calibration`, each run alone so that padding does not count, relative to the RMS output of
+/// the module's frozen weight.
+///
+/// [`Adapter::output_spectrum`]: autolora_core::Adapter::output_spectrum
+fn output_spectra(model: &dyn Model, calibration: &[&DeviceBatch]) -> Result<Vec<ModuleWeights>> {
+    if calibration.is_empty() {
+        bail!("the output-spectrum readout needs validation sentences to measure the updates on");
+    }
+    let layers = model.adapted_layers();
+    for (_, layer) in &layers {
+        layer.record_inputs();
+    }
+    let pass = {
+        let _guard = tch::no_grad_guard();
+        calibration.iter().try_for_each(|batch| {
+            batch.for_each_sentence(|_, input| Ok(model.forward_t(&input, false).map(drop)?))
+        })
+    };
+    let moments: Vec<_> = layers.iter().map(|(_, l)| l.take_input_moments()).collect();
+    pass.context("measuring the trained updates on the validation sentences")?;
+    layers
+        .iter()
+        .zip(moments)
+        .filter_map(|((name, layer), moments)| Some((name, layer, layer.adapter()?, moments?)))
+        .map(|(name, layer, adapter, moments)| {
+            let base = (moments.output_energy(layer.weight()) / moments.rows.max(1) as f64).sqrt();
+            if !(base.is_finite() && base > 0.0) {
+                bail!("{name} gives no output on the validation sentences to measure its update against");
+            }
+            let spectrum = adapter.output_spectrum(&moments)?;
+            Ok(ModuleWeights {
+                name: name.clone(),
+                gate: Gate::Sigmoid,
+                weights: spectrum.iter().map(|v| v / base).collect(),
+                params_per_rank: None,
+            }
+            .with_params_per_rank(layer.in_features() + layer.out_features()))
+        })
+        .collect()
+}
+
+/// Every adapted module's singular directions scored on `calibration` as
+/// [`Readout::Ablation`] says: k + 1 losses per module (its update cut to rank 0..=k).
+fn ablations(model: &mut dyn Model, calibration: &[&DeviceBatch]) -> Result<Vec<ModuleWeights>> {
+    if calibration.is_empty() {
+        bail!("the ablation readout needs validation sentences to measure the updates on");
+    }
+    let _guard = tch::no_grad_guard();
+    let loss = |model: &dyn Model| -> Result<f64> {
+        let mut sum = 0.0;
+        for batch in calibration {
+            sum += batch.loss(model, false)?.double_value(&[]);
+        }
+        Ok(sum / calibration.len() as f64)
+    };
+    let full = loss(model)?;
+    let names: Vec<String> = model.adapted_layers().into_iter().map(|(n, _)| n).collect();
+    let mut scores = Vec::with_capacity(names.len());
+    for name in &names {
+        let layer = model
+            .lora_layer_mut(name)
+            .context("an adapted layer vanished")?;
+        let cost = layer.in_features() + layer.out_features();
+        let trained = layer
+            .detach()?
+            .context("an adapted layer lost its adapter")?;
+        let (u, sv, v) = trained
+            .delta_weight()
+            .to_kind(tch::Kind::Double)
+            .f_svd(true, true)?;
+        let k = trained.rank().min(sv.size()[0]);
+        let kind = trained.a.tensor().kind();
+        // The loss with the update cut to its r largest directions, r = 0..k (k: the whole
+        // update, `full`); direction r scores what the loss gains going from r to r + 1.
+        let sv = sv.narrow(0, 0, k);
+        let mut at_rank = Vec::with_capacity(k as usize + 1);
+        for r in 0..k {
+            let cut = sv.index_fill(
+                0,
+                &tch::Tensor::arange_start(r, k, (tch::Kind::Int64, sv.device())),
+                0.0,
+            );
+            let truncated = autolora_core::Adapter {
+                a: autolora_core::Param::new(v.narrow(1, 0, k).tr().to_kind(kind)),
+                b: autolora_core::Param::new((u.narrow(1, 0, k) * cut.unsqueeze(0)).to_kind(kind)),
+                gate: None,
+                scale: 1.0,
+                dropout: 0.0,
+            };
+            model
+                .lora_layer_mut(name)
+                .context("an adapted layer vanished")?
+                .attach(truncated)?;
+            at_rank.push(loss(model)?);
+        }
+        at_rank.push(full);
+        // A direction that does not lower the loss is worth nothing.
+        let lost: Vec<f64> = at_rank.windows(2).map(|w| (w[0] - w[1]).max(0.0)).collect();
+        model
+            .lora_layer_mut(name)
+            .context("an adapted layer vanished")?
+            .attach(trained)?;
+        scores.push((name.clone(), cost, lost));
+    }
+    Ok(scores
+        .into_iter()
+        .map(|(name, cost, lost)| {
+            ModuleWeights {
+                name,
+                gate: Gate::Sigmoid,
+                weights: lost,
                 params_per_rank: None,
             }
             .with_params_per_rank(cost)

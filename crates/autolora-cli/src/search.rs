@@ -132,7 +132,13 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
     }
     progress.finish();
 
-    let ranks = RanksFile::from_model(model.as_ref(), &config.lora, &config.search)?;
+    let calibration: Vec<_> = data
+        .search_val
+        .all()
+        .iter()
+        .take(crate::ranks::READOUT_BATCHES)
+        .collect();
+    let ranks = RanksFile::from_model(model.as_mut(), &config.lora, &config.search, &calibration)?;
     if ranks.modules.is_empty() {
         bail!("the model has no adapted modules");
     }

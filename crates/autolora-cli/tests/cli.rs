@@ -601,7 +601,11 @@ fn the_planted_task_searches_reads_singular_values_and_trains_a_rank_table() -> 
             .map(String::as_str)
             .chain(more.iter().copied())
         {
-            args.extend(["--set".into(), setting.to_string()]);
+            // Flags pass as they are; everything else is a setting.
+            if !setting.starts_with("--") {
+                args.push("--set".into());
+            }
+            args.push(setting.to_string());
         }
         ok(autolora(
             &args.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -654,6 +658,37 @@ fn the_planted_task_searches_reads_singular_values_and_trains_a_rank_table() -> 
         ],
     )?;
     assert_eq!(json(&svd.join("ranks.json"))?["readout"], "singular-values");
+
+    // The same finished search re-read by ablation: a resume at its last step only reads.
+    let ablation = planted(
+        "search",
+        &svd,
+        &[
+            "search.warmup_steps=8",
+            "search.budget_params=300",
+            "search.readout=ablation",
+            "--resume",
+            "--accept-change=search.readout",
+        ],
+    )?;
+    assert!(
+        ablation.contains("validation loss each unit of rank gains"),
+        "{ablation}"
+    );
+    let ranks = json(&svd.join("ranks.json"))?;
+    assert_eq!(ranks["readout"], "ablation");
+    let mut kept = 0;
+    for m in ranks["modules"].as_array().context("modules")? {
+        let weights = m["weights"].as_array().context("weights")?;
+        assert!(
+            weights.iter().all(|w| w.as_f64().is_some_and(|w| w >= 0.0)),
+            "{m}"
+        );
+        let name = m["name"].as_str().context("name")?;
+        kept += m["rank"].as_i64().context("rank")?
+            * ranks["params_per_rank"][name].as_i64().context("cost")?;
+    }
+    assert!(kept <= 300, "{kept} parameters kept");
 
     // The oracle: the pattern itself as the rank table; training lowers the divergence.
     let oracle = dir.path().join("oracle");

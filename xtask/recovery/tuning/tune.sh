@@ -24,6 +24,23 @@ row tuning-svd --set search.warmup_steps=200 --set search.readout=singular-value
 row tuning-warmup300 --set search.warmup_steps=300 --set search.steps=400
 row tuning-val-batches --set search.val_batches=2
 row tuning-inner-lr --set search.inner_lr=1e-3
+# A finished search re-read under another readout (the same settings, resumed at its end).
+reread() {  # name, source row, readout, then the source row's autolora arguments
+  local name=$1 source=$2 readout=$3; shift 3
+  [ -f "runs/tuning/$name/ranks.json" ] && return
+  rm -rf "runs/tuning/$name" && cp -r "runs/tuning/$source" "runs/tuning/$name"
+  "$bin" search --config "$config" --out "runs/tuning/$name" --resume "$@" \
+    --set search.readout="$readout" --accept-change search.readout
+}
+default=(--set search.warmup_steps=300 --set search.steps=400 --set search.val_batches=2)
+svd=(--set search.warmup_steps=400 --set search.steps=400 --set search.readout=singular-values)
+for rho in 0.1 0.05; do
+  row "tuning-$rho-default" --set task.planted.rho=$rho "${default[@]}"
+  reread "tuning-$rho-default-spectrum" "tuning-$rho-default" output-spectrum \
+    --set task.planted.rho=$rho "${default[@]}"
+  row "tuning-$rho-svd" --set task.planted.rho=$rho "${svd[@]}"
+  reread "tuning-$rho-svd-spectrum" "tuning-$rho-svd" output-spectrum --set task.planted.rho=$rho "${svd[@]}"
+done
 "$python" - <<'PY'
 import glob, json, tomllib
 from scipy.stats import spearmanr

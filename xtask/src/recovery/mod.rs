@@ -66,8 +66,12 @@ pub struct Plan {
     pub patterns: Vec<PathBuf>,
     /// Relative sizes of the planted updates (`task.planted.rho`).
     pub rhos: Vec<f64>,
-    /// Run seeds.
+    /// Run seeds of the first rho (where the search is judged).
     pub seeds: Vec<u64>,
+    /// Run seeds of every later rho (the sweep that finds where recovery stops working);
+    /// none: `seeds`. Each one must be one of `seeds`.
+    #[serde(default)]
+    pub sweep_seeds: Option<Vec<u64>>,
     /// Where the run directories and `results.jsonl` go (relative to the repository).
     pub out_dir: PathBuf,
     /// The markdown file whose generated block holds the report; none: printed instead.
@@ -204,6 +208,17 @@ impl Plan {
         seeds.sort_unstable();
         seeds.dedup();
         ensure!(seeds.len() == plan.seeds.len(), "a seed is listed twice");
+        if let Some(sweep) = &plan.sweep_seeds {
+            ensure!(
+                !sweep.is_empty() && sweep.iter().all(|s| seeds.contains(s)),
+                "sweep_seeds must be some of seeds ({:?}), got {sweep:?}",
+                plan.seeds
+            );
+            let mut unique = sweep.clone();
+            unique.sort_unstable();
+            unique.dedup();
+            ensure!(unique.len() == sweep.len(), "a sweep seed is listed twice");
+        }
         for (i, rho) in plan.rhos.iter().enumerate() {
             ensure!(
                 rho.is_finite() && *rho > 0.0,
@@ -307,7 +322,7 @@ impl Plan {
         // (every pattern, every seed) before the next one starts.
         let mut units = Vec::new();
         for &rho in &self.rhos {
-            for &seed in &self.seeds {
+            for &seed in self.seeds_of(rho) {
                 for pattern in self.patterns() {
                     units.extend(arms.iter().map(|&arm| Unit {
                         pattern,
@@ -321,6 +336,21 @@ impl Plan {
         units
     }
 
+    /// The seeds that `rho` runs: `seeds` for the first rho, `sweep_seeds` for the others.
+    pub fn seeds_of(&self, rho: f64) -> &[u64] {
+        match &self.sweep_seeds {
+            Some(sweep) if !records::same_rho(rho, self.rhos[0]) => sweep,
+            _ => &self.seeds,
+        }
+    }
+
+    /// Every (rho, seed) pair the plan runs, in its order.
+    pub fn rho_seeds(&self) -> impl Iterator<Item = (f64, u64)> + '_ {
+        self.rhos
+            .iter()
+            .flat_map(move |&rho| self.seeds_of(rho).iter().map(move |&seed| (rho, seed)))
+    }
+
     /// The folder of one (pattern, rho, seed) cell.
     pub fn cell_dir(&self, root: &Path, stem: &str, rho: f64, seed: u64) -> PathBuf {
         root.join(&self.out_dir)
@@ -332,6 +362,16 @@ impl Plan {
     fn unit_dir(&self, root: &Path, unit: &Unit) -> PathBuf {
         self.cell_dir(root, unit.pattern.stem, unit.rho, unit.seed)
             .join(unit.arm.label())
+    }
+
+    /// The settings of the plan that `arm`'s runs depend on, as its records keep them: the
+    /// plan's overrides, then (searches, their retrains and the control) the variant's.
+    pub fn settings_of(&self, arm: &Arm) -> Vec<String> {
+        let mut settings = self.overrides.clone();
+        if let Arm::Search(variant) | Arm::Retrain(variant) | Arm::Control(variant) = arm {
+            settings.extend(variant.overrides.iter().cloned());
+        }
+        settings
     }
 
     /// Where the random arm's allocation goes (a pattern file).
@@ -545,6 +585,23 @@ fn run_in(root: &Path, plan_path: &Path, cli: &Path) -> Result<()> {
     let binary = driver::install_binary(cli, &out)?;
     let log_path = out.join(driver::LOG);
     let mut log = Log::load(&log_path)?;
+    for stale in log.drop_stale(&plan) {
+        // Its run folder holds the old settings' checkpoints, which a resume would refuse.
+        let dir = plan
+            .cell_dir(root, &stale.pattern, stale.rho, stale.seed)
+            .join(&stale.arm);
+        println!(
+            "{} rho {} seed {} {}: recorded under other settings than the plan's; it runs again",
+            stale.pattern,
+            rho_label(stale.rho),
+            stale.seed,
+            stale.arm
+        );
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("removing the stale run {}", dir.display()))?;
+        }
+    }
     let commit = driver::commit(root);
     driver::drive(
         &plan.units(),
@@ -571,7 +628,8 @@ fn run_in(root: &Path, plan_path: &Path, cli: &Path) -> Result<()> {
 pub fn report(plan_path: &Path) -> Result<()> {
     let root = provision::repo_root();
     let plan = Plan::load(plan_path)?;
-    let log = Log::load(&root.join(&plan.out_dir).join(driver::LOG))?;
+    let mut log = Log::load(&root.join(&plan.out_dir).join(driver::LOG))?;
+    log.drop_stale(&plan);
     summary::write(&root, plan_path, &plan, &log)
 }
 
@@ -685,7 +743,7 @@ fn record_unit(
         planted.rho,
         unit.rho
     );
-    let mut record = Record::new(unit, wall_seconds, commit);
+    let mut record = Record::new(unit, plan.settings_of(&unit.arm), wall_seconds, commit);
     let modules = match oracle {
         None => &planted.modules,
         Some(oracle) => {

@@ -63,6 +63,10 @@ pub struct Record {
     pub wall_seconds: f64,
     /// The source tree it ran from (`git rev-parse --short HEAD`, `-dirty` with local edits).
     pub commit: String,
+    /// The plan's settings it ran under ([`super::Plan::settings_of`]): a record whose
+    /// settings the plan no longer gives is stale, and its unit runs again.
+    #[serde(default)]
+    pub settings: Vec<String>,
     /// The allocation: every module of `planted.json`, in its order, with the rank this unit
     /// searched or trained with (0: no adapter).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -88,8 +92,8 @@ pub struct Record {
 }
 
 impl Record {
-    /// An empty record of `unit`.
-    pub fn new(unit: &Unit, wall_seconds: f64, commit: &str) -> Self {
+    /// An empty record of `unit`, run under `settings`.
+    pub fn new(unit: &Unit, settings: Vec<String>, wall_seconds: f64, commit: &str) -> Self {
         Record {
             pattern: unit.pattern.stem.to_string(),
             rho: unit.rho,
@@ -97,6 +101,7 @@ impl Record {
             arm: unit.arm.label(),
             wall_seconds,
             commit: commit.to_string(),
+            settings,
             ranks: Vec::new(),
             budget_params: None,
             planted: Vec::new(),
@@ -233,6 +238,26 @@ impl Log {
         self.get(unit.pattern.stem, unit.rho, unit.seed, &unit.arm.label())
     }
 
+    /// Takes out of the log (not out of its file) every record of `plan`'s units that ran
+    /// under other settings than the plan now gives them, and returns them: their units run
+    /// again, and the report reads the new records.
+    pub fn drop_stale(&mut self, plan: &super::Plan) -> Vec<Record> {
+        let units = plan.units();
+        let (stale, current) = std::mem::take(&mut self.records)
+            .into_iter()
+            .partition(|r| {
+                units.iter().any(|u| {
+                    u.pattern.stem == r.pattern
+                        && same_rho(u.rho, r.rho)
+                        && u.seed == r.seed
+                        && u.arm.label() == r.arm
+                        && plan.settings_of(&u.arm) != r.settings
+                })
+            });
+        self.records = current;
+        stale
+    }
+
     /// The record of one arm in one (pattern, rho, seed) cell.
     pub fn get(&self, pattern: &str, rho: f64, seed: u64, arm: &str) -> Option<&Record> {
         self.records.iter().find(|r| {
@@ -312,6 +337,7 @@ mod tests {
             arm: "oracle".into(),
             wall_seconds: 1.0,
             commit: String::new(),
+            settings: Vec::new(),
             ranks: vec![("c".into(), 2), ("a".into(), 1)],
             budget_params: None,
             planted: Vec::new(),

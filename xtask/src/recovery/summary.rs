@@ -116,8 +116,8 @@ fn methods(plan: &Plan) -> Vec<Method> {
 pub fn rows(plan: &Plan, log: &Log) -> Vec<Row> {
     let mut out = Vec::new();
     for pattern in plan.patterns() {
-        for &rho in &plan.rhos {
-            for &seed in &plan.seeds {
+        for (rho, seed) in plan.rho_seeds() {
+            {
                 let Some(oracle) = log.get(pattern.stem, rho, seed, "oracle") else {
                     continue;
                 };
@@ -209,10 +209,18 @@ fn markdown(root: &Path, plan_path: &Path, plan: &Plan, log: &Log, rows: &[Row])
         })
         .collect::<Vec<_>>()
         .join(", ");
+    let seeds = match &plan.sweep_seeds {
+        Some(sweep) if plan.rhos.len() > 1 => format!(
+            "{:?} at rho {}, {sweep:?} at the other rhos",
+            plan.seeds,
+            rho_label(plan.rhos[0])
+        ),
+        _ => format!("{:?}", plan.seeds),
+    };
     let _ = writeln!(
         md,
         "Plan `{}`: run file `{}`{}; settings {settings} (unlisted keys take the defaults of \
-         docs/run-file.md). Seeds {:?}. Search variants: {variants}; every search keeps the \
+         docs/run-file.md). Seeds {seeds}. Search variants: {variants}; every search keeps the \
          components with the highest scores (selection weights, or singular values with \
          `search.readout = \"singular-values\"`) while their LoRA parameters fit the \
          oracle's (`search.budget_params`), and its ranks are retrained under the run file's \
@@ -231,7 +239,6 @@ fn markdown(root: &Path, plan_path: &Path, plan: &Plan, log: &Log, rows: &[Row])
         } else {
             format!(" with the plan's overrides {}", code_list(&plan.overrides))
         },
-        plan.seeds,
     );
     for pattern in plan.patterns() {
         for &rho in &plan.rhos {
@@ -242,7 +249,7 @@ fn markdown(root: &Path, plan_path: &Path, plan: &Plan, log: &Log, rows: &[Row])
                 rho_label(rho)
             );
             let oracles: Vec<&Record> = plan
-                .seeds
+                .seeds_of(rho)
                 .iter()
                 .filter_map(|&seed| log.get(pattern.stem, rho, seed, "oracle"))
                 .collect();
@@ -276,7 +283,7 @@ fn markdown(root: &Path, plan_path: &Path, plan: &Plan, log: &Log, rows: &[Row])
                     .lora_params
                     .map_or("-".to_string(), |p| p.to_string()),
                 oracles.len(),
-                plan.seeds.len()
+                plan.seeds_of(rho).len()
             );
             let cell: Vec<&Row> = rows
                 .iter()
@@ -477,7 +484,7 @@ pub fn check_pass(plan: &Plan, log: &Log) -> Result<()> {
         .into_iter()
         .filter(|r| r.method == variant)
         .collect();
-    let cells = plan.seeds.len() * plan.patterns.len() * plan.rhos.len();
+    let cells = plan.rho_seeds().count() * plan.patterns.len();
     ensure!(
         rows.len() == cells,
         "recovery check failed: `{variant}`'s search is recorded in {} of {cells} cells",

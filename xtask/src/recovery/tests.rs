@@ -224,11 +224,32 @@ fn units_run_rho_by_rho_then_seed_by_seed_with_the_oracle_first_in_each_cell() -
             .all(|u| u.arm.label() != "control")
     );
     assert_eq!(no_control.units().len(), 2 * 2 * (arms.len() - 1));
+    // Sweep seeds: every seed at the first rho, the sweep's at the others.
+    let sweep =
+        Plan::parse(&PLAN_TEXT.replace("seeds = [1, 2]", "seeds = [1, 2]\nsweep_seeds = [2]"))?;
+    let cells: Vec<(String, u64)> = sweep
+        .units()
+        .iter()
+        .filter(|u| u.arm.label() == "oracle")
+        .map(|u| (rho_label(u.rho), u.seed))
+        .collect();
+    assert_eq!(
+        cells,
+        [("0.05".into(), 1), ("0.05".into(), 2), ("0.1".into(), 2)]
+    );
+    for bad in [
+        "sweep_seeds = [3]",
+        "sweep_seeds = []",
+        "sweep_seeds = [1, 1]",
+    ] {
+        let text = PLAN_TEXT.replace("seeds = [1, 2]", &format!("seeds = [1, 2]\n{bad}"));
+        assert!(Plan::parse(&text).is_err(), "{bad}");
+    }
     Ok(())
 }
 
 fn oracle_record(unit: &Unit) -> Record {
-    let mut record = Record::new(unit, 1.0, "abc");
+    let mut record = Record::new(unit, Vec::new(), 1.0, "abc");
     record.planted = [
         ("m.0", 0, 10),
         ("m.1", 2, 10),
@@ -594,6 +615,42 @@ fn a_whole_run_against_a_fake_cli_records_resumes_reports_and_gates() -> Result<
     assert_eq!(
         relog.get("two", 0.05, 1, "a").expect("rerun").ranks,
         search_a.ranks
+    );
+
+    // A variant whose settings change is stale: its searches and retrains run again (4 cells x
+    // 2 units), the old lines stay in the file, and the report reads the new ones.
+    let lines = || -> Result<usize> {
+        Ok(std::fs::read_to_string(out.join(driver::LOG))?
+            .lines()
+            .count())
+    };
+    let before = lines()?;
+    std::fs::write(
+        &plan_path,
+        PLAN_TEXT.replace("search.outer_lr=3e-4", "search.outer_lr=1e-3"),
+    )?;
+    run_in(root, &plan_path, &cli)?;
+    assert_eq!(invocations()?, 42);
+    assert_eq!(lines()?, before + 8);
+    assert!(
+        args("search-b")?.contains("search.outer_lr=1e-3"),
+        "{}",
+        args("search-b")?
+    );
+    assert!(
+        !args("search-b")?.contains("--resume"),
+        "{}",
+        args("search-b")?
+    );
+    let mut relog = Log::load(&out.join(driver::LOG))?;
+    let plan = Plan::load(&plan_path)?;
+    assert_eq!(relog.drop_stale(&plan).len(), 8);
+    let search_b = relog.get("two", 0.05, 1, "search-b").expect("rerun");
+    assert_eq!(search_b.settings, ["train.steps=5", "search.outer_lr=1e-3"]);
+    let md = std::fs::read_to_string(root.join("docs/results.md"))?;
+    assert!(
+        md.contains("`search.outer_lr=1e-3`") && !md.contains("outer_lr=3e-4"),
+        "{md}"
     );
 
     // The pass/fail check of a quick plan, over the same log.
