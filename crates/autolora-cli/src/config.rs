@@ -205,8 +205,8 @@ pub struct SearchConfig {
     pub min_rank: usize,
     /// What the ranks are read from: `selection` (the selection weights, AutoLoRA),
     /// `singular-values` (of the trained updates; with `warmup_steps = steps`, train-then-SVD)
-    /// or `output-spectrum` (those singular values measured on validation inputs, relative to
-    /// each module's own output).
+    /// or `ablation` (each unit of rank of the trained updates scored by the validation loss it
+    /// gains).
     pub readout: crate::ranks::Readout,
 }
 

@@ -49,8 +49,8 @@ pub struct RanksFile {
 
 impl RanksFile {
     /// Reads the ranks off a searched model by the search's readout: its selection weights
-    /// (AutoLoRA), or the singular values of its trained updates, as they are or measured on
-    /// the inputs of `calibration` (which only [`Readout::OutputSpectrum`] runs).
+    /// (AutoLoRA), or the singular values of its trained updates, as they are or scored by
+    /// ablation on the batches of `calibration` (which only [`Readout::Ablation`] runs).
     pub fn from_model(
         model: &mut dyn Model,
         lora: &LoraSettings,
@@ -60,7 +60,6 @@ impl RanksFile {
         let weights = match search.readout {
             Readout::Selection => selection_weights(&model.adapted_layers())?,
             Readout::SingularValues => singular_values(&model.adapted_layers())?,
-            Readout::OutputSpectrum => output_spectra(model, calibration)?,
             Readout::Ablation => ablations(model, calibration)?,
         };
         let layers = model.adapted_layers();
@@ -193,7 +192,6 @@ impl RanksFile {
         let what = match self.readout {
             Readout::Selection => "selection weights vs uniform",
             Readout::SingularValues => "singular values of the trained updates",
-            Readout::OutputSpectrum => "relative output singular values of the trained updates",
             Readout::Ablation => "validation loss each unit of rank gains (ablation)",
         };
         out += &format!(
@@ -229,12 +227,6 @@ pub enum Readout {
     /// train-then-SVD, the cheap reference without any bilevel step. The kept "components" are
     /// then singular directions, not the adapter's components.
     SingularValues,
-    /// [`Readout::SingularValues`] measured on real inputs: each singular direction's RMS
-    /// output on the search's validation sentences, relative to the RMS output of the module's
-    /// frozen weight on them. Raw singular values rank modules by the scale of their inputs
-    /// (a feed-forward output sees post-GELU activations, a query LayerNorm outputs); these
-    /// rank them by how much the update changes what the module computes.
-    OutputSpectrum,
     /// The trained updates' singular directions scored by ablation: a module's r-th largest
     /// direction scores what the validation loss gains when the module's update, cut to its
     /// r - 1 largest directions, gets that one back (every other module whole). The loss each
@@ -250,8 +242,7 @@ impl Readout {
     }
 }
 
-/// Batches of the search's validation split that the readouts from real inputs measure the
-/// updates on.
+/// Batches of the search's validation split that [`Readout::Ablation`] scores the updates on.
 pub const READOUT_BATCHES: usize = 4;
 
 /// Every gated module's selection weights.
@@ -308,48 +299,6 @@ fn singular_values(layers: &[(String, &LoraLinear)]) -> Result<Vec<ModuleWeights
             .with_params_per_rank(cost)
         })
         .collect())
-}
-
-/// Every adapted module's output spectrum ([`Adapter::output_spectrum`]) on the sentences of
-/// `calibration`, each run alone so that padding does not count, relative to the RMS output of
-/// the module's frozen weight.
-///
-/// [`Adapter::output_spectrum`]: autolora_core::Adapter::output_spectrum
-fn output_spectra(model: &dyn Model, calibration: &[&DeviceBatch]) -> Result<Vec<ModuleWeights>> {
-    if calibration.is_empty() {
-        bail!("the output-spectrum readout needs validation sentences to measure the updates on");
-    }
-    let layers = model.adapted_layers();
-    for (_, layer) in &layers {
-        layer.record_inputs();
-    }
-    let pass = {
-        let _guard = tch::no_grad_guard();
-        calibration.iter().try_for_each(|batch| {
-            batch.for_each_sentence(|_, input| Ok(model.forward_t(&input, false).map(drop)?))
-        })
-    };
-    let moments: Vec<_> = layers.iter().map(|(_, l)| l.take_input_moments()).collect();
-    pass.context("measuring the trained updates on the validation sentences")?;
-    layers
-        .iter()
-        .zip(moments)
-        .filter_map(|((name, layer), moments)| Some((name, layer, layer.adapter()?, moments?)))
-        .map(|(name, layer, adapter, moments)| {
-            let base = (moments.output_energy(layer.weight()) / moments.rows.max(1) as f64).sqrt();
-            if !(base.is_finite() && base > 0.0) {
-                bail!("{name} gives no output on the validation sentences to measure its update against");
-            }
-            let spectrum = adapter.output_spectrum(&moments)?;
-            Ok(ModuleWeights {
-                name: name.clone(),
-                gate: Gate::Sigmoid,
-                weights: spectrum.iter().map(|v| v / base).collect(),
-                params_per_rank: None,
-            }
-            .with_params_per_rank(layer.in_features() + layer.out_features()))
-        })
-        .collect()
 }
 
 /// Every adapted module's singular directions scored on `calibration` as

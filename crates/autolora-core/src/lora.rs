@@ -201,39 +201,6 @@ impl Adapter {
         b.matmul(&self.a.tensor()) * self.scale
     }
 
-    /// The update's singular values measured on recorded inputs: the RMS output of `dW` along
-    /// each of its singular directions, `sqrt(eig(dW G dW^T))` with `G` the inputs' mean second
-    /// moment, largest first (`rank()` values). Unlike the singular values of `dW` itself these
-    /// do not depend on the scale of the layer's inputs, so they compare modules.
-    pub fn output_spectrum(&self, moments: &InputMoments) -> Result<Vec<f64>> {
-        if moments.rows == 0 {
-            return Err(Error::InvalidState(
-                "no inputs were recorded to measure the update's output on".into(),
-            ));
-        }
-        let _guard = tch::no_grad_guard();
-        let device = moments.gram.device();
-        let f64s = |t: Tensor| t.to_kind(Kind::Double).to_device(device);
-        // dW = P Q with P = s B diag(a) `[out, r]` and Q = A `[r, in]`: the eigenvalues of
-        // P (Q G Q^T) P^T are those of the r x r matrix S^(1/2) P^T P S^(1/2), S = Q G Q^T.
-        let p = match &self.gate {
-            Some(gate) => self.b.tensor() * gate.weights().unsqueeze(0),
-            None => self.b.tensor(),
-        };
-        let p = f64s(p * self.scale);
-        let q = f64s(self.a.tensor());
-        let s = q.matmul(&moments.gram).matmul(&q.tr()) / moments.rows as f64;
-        let (values, vectors) = s.f_linalg_eigh("L")?;
-        let root = vectors
-            .matmul(&values.clamp_min(0.0).sqrt().diag_embed(0, -2, -1))
-            .matmul(&vectors.tr());
-        let k = root.matmul(&p.tr().matmul(&p)).matmul(&root);
-        let energies = Vec::<f64>::try_from(k.f_linalg_eigvalsh("L")?)?;
-        let mut spectrum: Vec<f64> = energies.into_iter().map(|e| e.max(0.0).sqrt()).collect();
-        spectrum.sort_by(|a, b| b.total_cmp(a));
-        Ok(spectrum)
-    }
-
     /// The adapter's contribution `s * ((dropout(x) A^T) * a) B^T` for input `x` `[.., in]`.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = if train && self.dropout > 0.0 {
@@ -493,40 +460,6 @@ mod tests {
         // Recording stopped: later passes add nothing.
         let _ = layer.forward_t(&x1, false);
         assert!(layer.take_input_moments().is_none());
-        Ok(())
-    }
-
-    #[test]
-    fn output_spectrum_is_the_singular_values_of_the_updates_outputs() -> Result<()> {
-        let _serial = crate::serial_rng();
-        let (mut layer, mut adapter) = layer_with(Some(Gate::Sigmoid), 0.0)?;
-        tch::no_grad(|| {
-            adapter.b.tensor().copy_(&Tensor::randn([4, 3], F64));
-            let gate = adapter.gate.as_ref().expect("gated");
-            gate.logits.tensor().copy_(&Tensor::randn([3], F64));
-        });
-        adapter.scale = 0.7;
-        layer.attach(adapter.clone())?;
-        // Inputs with very different scales per feature, as real activations have.
-        let x =
-            Tensor::randn([2, 25, 6], F64) * Tensor::from_slice(&[5.0f64, 1.0, 0.1, 2.0, 1.0, 0.5]);
-        layer.record_inputs();
-        let _ = layer.forward_t(&x, false);
-        let moments = layer.take_input_moments().expect("recording");
-        let spectrum = adapter.output_spectrum(&moments)?;
-        // The update's outputs on every recorded row, [50, out]: their singular values over
-        // sqrt(rows) are the RMS output along each singular direction.
-        let outputs = x.reshape([50, 6]).matmul(&adapter.delta_weight().tr());
-        let (_, sv, _) = outputs.svd(true, false);
-        let expect = Vec::<f64>::try_from(sv / 50f64.sqrt())?;
-        assert_eq!(spectrum.len(), 3);
-        for (got, want) in spectrum.iter().zip(&expect) {
-            assert!(
-                (got - want).abs() < 1e-9 * want.max(1.0),
-                "{spectrum:?} vs {expect:?}"
-            );
-        }
-        assert!(spectrum.windows(2).all(|w| w[0] >= w[1]));
         Ok(())
     }
 

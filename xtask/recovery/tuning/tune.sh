@@ -36,10 +36,10 @@ default=(--set search.warmup_steps=300 --set search.steps=400 --set search.val_b
 svd=(--set search.warmup_steps=400 --set search.steps=400 --set search.readout=singular-values)
 for rho in 0.1 0.05; do
   row "tuning-$rho-default" --set task.planted.rho=$rho "${default[@]}"
-  reread "tuning-$rho-default-spectrum" "tuning-$rho-default" output-spectrum \
+  reread "tuning-$rho-default-ablation" "tuning-$rho-default" ablation \
     --set task.planted.rho=$rho "${default[@]}"
   row "tuning-$rho-svd" --set task.planted.rho=$rho "${svd[@]}"
-  reread "tuning-$rho-svd-spectrum" "tuning-$rho-svd" output-spectrum --set task.planted.rho=$rho "${svd[@]}"
+  reread "tuning-$rho-svd-ablation" "tuning-$rho-svd" ablation --set task.planted.rho=$rho "${svd[@]}"
 done
 "$python" - <<'PY'
 import glob, json, tomllib
