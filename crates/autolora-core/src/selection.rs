@@ -118,11 +118,18 @@ impl ModuleWeights {
 /// How far a module's weights are from uniform (what the CLI reports).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Uniformity {
-    /// `max a / min a`: 1 when uniform, infinite when some weight is 0 and another is not.
+    /// `max a / min a`: 1 when uniform, infinite when some weight is 0 and another is not
+    /// (JSON has no infinity: it is written as `null` and read back as infinite).
+    #[serde(deserialize_with = "null_is_infinite")]
     pub max_min_ratio: f64,
     /// Entropy of the weights normalised to sum 1, divided by `ln k`: 1 when uniform, towards 0
     /// as the mass concentrates on one component (1 by convention for `k = 1` or all zeros).
     pub normalized_entropy: f64,
+}
+
+/// Reads a ratio that serde_json wrote as `null` because it was infinite.
+fn null_is_infinite<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::INFINITY))
 }
 
 impl Uniformity {
@@ -531,6 +538,15 @@ mod tests {
         let u = Uniformity::of(&[1.0, 0.0]);
         assert_eq!(u.max_min_ratio, f64::INFINITY);
         assert_eq!(u.normalized_entropy, 0.0);
+    }
+
+    #[test]
+    fn an_infinite_ratio_survives_json() {
+        let uniformity = Uniformity::of(&[0.0, 2.0]);
+        assert_eq!(uniformity.max_min_ratio, f64::INFINITY);
+        let text = serde_json::to_string(&uniformity).expect("serializes");
+        let back: Uniformity = serde_json::from_str(&text).expect("reads back");
+        assert_eq!(back, uniformity);
     }
 
     #[test]
