@@ -221,8 +221,9 @@ fn markdown(root: &Path, plan_path: &Path, plan: &Plan, log: &Log, rows: &[Row])
         md,
         "Plan `{}`: run file `{}`{}; settings {settings} (unlisted keys take the defaults of \
          docs/run-file.md). Seeds {seeds}. Search variants: {variants}; every search keeps the \
-         components with the highest scores (selection weights, or singular values with \
-         `search.readout = \"singular-values\"`) while their LoRA parameters fit the \
+         components with the highest scores (selection weights; singular values with \
+         `search.readout = \"singular-values\"`; the validation loss each unit of rank gains \
+         with `search.readout = \"ablation\"`) while their LoRA parameters fit the \
          oracle's (`search.budget_params`), and its ranks are retrained under the run file's \
          settings. The uniform arm trains the rank r >= 1 whose r · Σ params_per_rank is closest \
          to the oracle's LoRA parameters; the random arm spreads those parameters over all \
