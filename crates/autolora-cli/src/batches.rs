@@ -62,12 +62,9 @@ impl DeviceBatch {
         }
     }
 
-    /// Calls `f` with each sentence of the batch alone, cut to its length (and its row
-    /// index): passes in which padding positions must not count (calibration, input moments).
-    pub fn for_each_sentence(
-        &self,
-        mut f: impl FnMut(usize, ModelInput<'_>) -> Result<()>,
-    ) -> Result<()> {
+    /// Calls `f` with each sentence of the batch alone, cut to its length: passes in which
+    /// padding positions must not count (calibration, input moments).
+    pub fn for_each_sentence(&self, mut f: impl FnMut(ModelInput<'_>) -> Result<()>) -> Result<()> {
         let lengths = self
             .attention_mask
             .f_sum_dim_intlist(1, false, Kind::Int64)?;
@@ -75,14 +72,11 @@ impl DeviceBatch {
             let cut = |t: &Tensor| t.narrow(0, row as i64, 1).narrow(1, 0, length);
             let (ids, mask) = (cut(&self.input_ids), cut(&self.attention_mask));
             let types = self.token_type_ids.as_ref().map(cut);
-            f(
-                row,
-                ModelInput {
-                    input_ids: &ids,
-                    attention_mask: &mask,
-                    token_type_ids: types.as_ref(),
-                },
-            )?;
+            f(ModelInput {
+                input_ids: &ids,
+                attention_mask: &mask,
+                token_type_ids: types.as_ref(),
+            })?;
         }
         Ok(())
     }

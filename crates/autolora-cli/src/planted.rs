@@ -293,7 +293,7 @@ fn check_pattern(
 fn logit_spread(model: &dyn Model, batches: &[&DeviceBatch]) -> Result<f64> {
     let mut values = Vec::new();
     for batch in batches {
-        batch.for_each_sentence(|_, input| {
+        batch.for_each_sentence(|input| {
             let logits = model
                 .forward_t(&input, false)?
                 .logits
@@ -552,9 +552,12 @@ mod tests {
             .find(|m| m.name == trained)
             .expect("scored");
         let w = &planted.weights;
-        assert!(w.iter().all(|&v| v >= 0.0) && w[0] > 0.0, "{w:?}");
+        // Which direction of the briefly trained update helps most depends on its random start
+        // (libtorch's global generator, shared with other test threads), so no order is asserted.
+        let top = w.iter().copied().fold(0.0, f64::max);
+        assert!(w.iter().all(|&v| v >= 0.0) && top > 0.0, "{w:?}");
         // Each unit of rank is scored on its own: not the whole update's loss k times over.
-        assert!(w.iter().any(|&v| (v - w[0]).abs() > 1e-3 * w[0]), "{w:?}");
+        assert!(w.iter().any(|&v| (v - top).abs() > 1e-3 * top), "{w:?}");
         let whole = {
             let layer = student.lora_layer_mut(trained).expect("adapted");
             let adapter = layer.detach()?.expect("adapter");

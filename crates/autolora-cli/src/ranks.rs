@@ -335,6 +335,7 @@ fn ablations(model: &mut dyn Model, calibration: &[&DeviceBatch]) -> Result<Vec<
         // The loss with the update cut to its r largest directions, r = 0..k (k: the whole
         // update, `full`); direction r scores what the loss gains going from r to r + 1.
         let sv = sv.narrow(0, 0, k);
+        let (u, v_t) = (u.narrow(1, 0, k), v.narrow(1, 0, k).tr().to_kind(kind));
         let mut at_rank = Vec::with_capacity(k as usize + 1);
         for r in 0..k {
             let cut = sv.index_fill(
@@ -343,8 +344,8 @@ fn ablations(model: &mut dyn Model, calibration: &[&DeviceBatch]) -> Result<Vec<
                 0.0,
             );
             let truncated = autolora_core::Adapter {
-                a: autolora_core::Param::new(v.narrow(1, 0, k).tr().to_kind(kind)),
-                b: autolora_core::Param::new((u.narrow(1, 0, k) * cut.unsqueeze(0)).to_kind(kind)),
+                a: autolora_core::Param::new(v_t.shallow_clone()),
+                b: autolora_core::Param::new((&u * cut.unsqueeze(0)).to_kind(kind)),
                 gate: None,
                 scale: 1.0,
                 dropout: 0.0,
@@ -362,20 +363,17 @@ fn ablations(model: &mut dyn Model, calibration: &[&DeviceBatch]) -> Result<Vec<
             .lora_layer_mut(name)
             .context("an adapted layer vanished")?
             .attach(trained)?;
-        scores.push((name.clone(), cost, lost));
-    }
-    Ok(scores
-        .into_iter()
-        .map(|(name, cost, lost)| {
+        scores.push(
             ModuleWeights {
-                name,
+                name: name.clone(),
                 gate: Gate::Sigmoid,
                 weights: lost,
                 params_per_rank: None,
             }
-            .with_params_per_rank(cost)
-        })
-        .collect())
+            .with_params_per_rank(cost),
+        );
+    }
+    Ok(scores)
 }
 
 /// Reads a rank table: a TOML file whose `[ranks]` table maps full module paths to ranks
