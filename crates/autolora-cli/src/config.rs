@@ -184,6 +184,14 @@ pub struct SearchConfig {
     pub warmup_steps: u64,
     /// After the warm-up, an outer (bilevel) step every N steps; the others are inner steps.
     pub outer_every: u64,
+    /// Gradual pruning (`crate::pruning`): after the warm-up, every N steps mask out the
+    /// lowest-weighted components until the kept ones fit a budget shrinking on a cubic schedule
+    /// to `budget_params` (or `budget`) at `prune_until`. 0: no pruning during the search, the
+    /// ranks are read once at the end (the paper).
+    pub prune_every: u64,
+    /// The step at which gradual pruning reaches the budget (default: the last step); the
+    /// steps after it train the kept components only.
+    pub prune_until: Option<u64>,
     /// Validation batches averaged in each outer step's validation loss.
     pub val_batches: usize,
     /// Dropout in the validation loss (the authors' code: on; off scores the validation batch
@@ -224,6 +232,8 @@ impl Default for SearchConfig {
             steps: 300,
             warmup_steps: 0,
             outer_every: 1,
+            prune_every: 0,
+            prune_until: None,
             val_batches: 1,
             val_dropout: true,
             batch_size: 16,
@@ -417,6 +427,24 @@ impl RunConfig {
                 self.search.outer_every,
                 self.search.val_batches
             );
+        }
+        if self.search.prune_every > 0 {
+            let search = &self.search;
+            let until = search.prune_until.unwrap_or(search.steps);
+            if search.budget.is_none() && search.budget_params.is_none() {
+                bail!(
+                    "search.prune_every prunes down to a budget: set search.budget_params (or \
+                     search.budget)"
+                );
+            }
+            if until <= search.warmup_steps || until > search.steps {
+                bail!(
+                    "search.prune_until ({until}) must fall after the warm-up \
+                     (search.warmup_steps = {}) and within search.steps ({})",
+                    search.warmup_steps,
+                    search.steps
+                );
+            }
         }
         if self.search.budget.is_some() && self.search.budget_params.is_some() {
             bail!("set search.budget (components) or search.budget_params (parameters), not both");

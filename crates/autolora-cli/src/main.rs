@@ -13,6 +13,7 @@ mod lm_tokenizer;
 mod metrics;
 mod planted;
 mod progress;
+mod pruning;
 mod ranks;
 mod run;
 mod search;

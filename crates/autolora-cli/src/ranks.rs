@@ -246,7 +246,7 @@ impl Readout {
 pub const READOUT_BATCHES: usize = 4;
 
 /// Every gated module's selection weights.
-fn selection_weights(layers: &[(String, &LoraLinear)]) -> Result<Vec<ModuleWeights>> {
+pub(crate) fn selection_weights(layers: &[(String, &LoraLinear)]) -> Result<Vec<ModuleWeights>> {
     let weights = layers
         .iter()
         .filter_map(|(name, layer)| {

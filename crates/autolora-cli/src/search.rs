@@ -48,6 +48,12 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
     let adapted = model.inject_lora(&config.lora.targets, &lora, Some(config.lora.gate))?;
     tracing::info!(modules = adapted.len(), "selective LoRA attached");
 
+    let schedule = crate::pruning::Schedule::of(&config.search, model.as_ref())?;
+    // Pruning masks are search state like the logits (none without pruning).
+    let masks = match schedule {
+        Some(_) => crate::pruning::attach_masks(model.as_mut())?,
+        None => Vec::new(),
+    };
     let weights = model.trainable_params();
     let selection = model.selection_params();
     let mut engine = engine(&config.search, config.run.seed, &weights, &selection)?;
@@ -58,6 +64,7 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
         let ckpt = Checkpoint::load(&checkpoint_path)?;
         ckpt.load_params("weights", &weights)?;
         ckpt.load_params("selection", &selection)?;
+        ckpt.load_params("masks", &masks)?;
         ckpt.load_optimizer("inner", engine.inner_mut())?;
         ckpt.load_optimizer("outer", engine.outer_mut())?;
         engine.set_steps_done(ckpt.step()?);
@@ -102,7 +109,13 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
                 &metrics_path,
                 &serde_json::json!({"step": step, "train_loss": loss, "outer": false}),
             )?;
-            checkpoint_if_due(session, &engine, &weights, &selection, &checkpoint_path)?;
+            prune_if_due(schedule.as_ref(), model.as_mut(), engine.steps_done())?;
+            checkpoint_if_due(
+                session,
+                &engine,
+                &[&weights, &selection, &masks],
+                &checkpoint_path,
+            )?;
             continue;
         }
         // The validation batches of outer step `step`: consecutive in the split's seeded order.
@@ -128,7 +141,13 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
             report.train_loss, report.val_loss, report.hypergradient_norm, rate
         ));
         crate::metrics::append(&metrics_path, &report)?;
-        checkpoint_if_due(session, &engine, &weights, &selection, &checkpoint_path)?;
+        prune_if_due(schedule.as_ref(), model.as_mut(), engine.steps_done())?;
+        checkpoint_if_due(
+            session,
+            &engine,
+            &[&weights, &selection, &masks],
+            &checkpoint_path,
+        )?;
     }
     progress.finish();
 
@@ -154,12 +173,27 @@ pub fn is_outer_step(search: &SearchConfig, step: u64) -> bool {
     step >= search.warmup_steps && (step - search.warmup_steps) % search.outer_every.max(1) == 0
 }
 
-/// Writes the search checkpoint after a step if the run's interval (or the last step) says so.
+/// Cuts the search's components to the pruning schedule's budget if a cut falls after `done`
+/// steps.
+fn prune_if_due(
+    schedule: Option<&crate::pruning::Schedule>,
+    model: &mut dyn Model,
+    done: u64,
+) -> Result<()> {
+    let Some((schedule, budget)) = schedule.and_then(|s| Some((s, s.budget_after(done)?))) else {
+        return Ok(());
+    };
+    let left = schedule.cut(model, budget)?;
+    tracing::info!(step = done, budget, components = left, "pruned");
+    Ok(())
+}
+
+/// Writes the search checkpoint after a step if the run's interval (or the last step) says so:
+/// `state` is the LoRA weights and head, the selection logits and the pruning masks.
 fn checkpoint_if_due(
     session: &Session,
     engine: &BilevelSearch,
-    weights: &[NamedParam],
-    selection: &[NamedParam],
+    [weights, selection, masks]: &[&[NamedParam]; 3],
     path: &std::path::Path,
 ) -> Result<()> {
     let done = engine.steps_done();
@@ -171,6 +205,7 @@ fn checkpoint_if_due(
     ckpt.set_step(done);
     ckpt.put_params("weights", weights);
     ckpt.put_params("selection", selection);
+    ckpt.put_params("masks", masks);
     ckpt.put_optimizer("inner", engine.inner());
     ckpt.put_optimizer("outer", engine.outer());
     ckpt.save(path)

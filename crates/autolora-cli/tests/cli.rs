@@ -646,6 +646,71 @@ fn the_planted_task_searches_reads_singular_values_and_trains_a_rank_table() -> 
         [false, false, false, false, true, false, true, false]
     );
 
+    // Gradual pruning: cuts after steps 4 and 6 down to the budget, the last two steps train
+    // what is left. A search stopped after its last cut and resumed ends as the uninterrupted
+    // one does, so the masks are part of the checkpoint.
+    let pruning = [
+        "search.warmup_steps=2",
+        "search.val_dropout=false",
+        "search.budget_params=300",
+        "search.prune_every=2",
+        "search.prune_until=6",
+    ];
+    let whole = dir.path().join("pruned");
+    planted(
+        "search",
+        &whole,
+        &[&pruning[..], &["search.steps=8"]].concat(),
+    )?;
+    let parts = dir.path().join("pruned-in-parts");
+    planted(
+        "search",
+        &parts,
+        &[&pruning[..], &["search.steps=6"]].concat(),
+    )?;
+    let resume = ["search.steps=8", "--resume", "--accept-change=search.steps"];
+    planted("search", &parts, &[&pruning[..], &resume[..]].concat())?;
+    let (a, b) = (
+        json(&whole.join("ranks.json"))?,
+        json(&parts.join("ranks.json"))?,
+    );
+    let mut kept = 0;
+    for (ma, mb) in a["modules"]
+        .as_array()
+        .context("modules")?
+        .iter()
+        .zip(b["modules"].as_array().context("modules")?)
+    {
+        assert_eq!(ma["kept"], mb["kept"]);
+        let name = ma["name"].as_str().context("name")?;
+        kept += ma["rank"].as_i64().context("rank")?
+            * a["params_per_rank"][name].as_i64().context("cost")?;
+        let chosen: Vec<u64> = serde_json::from_value(ma["kept"].clone())?;
+        let weights =
+            |m: &Value| -> Result<Vec<f64>> { Ok(serde_json::from_value(m["weights"].clone())?) };
+        for (j, (wa, wb)) in weights(ma)?.into_iter().zip(weights(mb)?).enumerate() {
+            assert!((wa - wb).abs() <= 1e-6, "{name}[{j}]: {wa} vs {wb}");
+            // What the cuts left is what the readout keeps; the rest is masked to 0.
+            assert_eq!(wa > 0.0, chosen.contains(&(j as u64)), "{name}[{j}]: {wa}");
+        }
+    }
+    assert!(kept <= 300 && kept > 300 - 74, "{kept} parameters kept");
+    let losses = |dir: &Path| -> Result<Vec<f64>> {
+        std::fs::read_to_string(dir.join("search_metrics.jsonl"))?
+            .lines()
+            .map(|l| {
+                Ok(serde_json::from_str::<Value>(l)?["train_loss"]
+                    .as_f64()
+                    .context("loss")?)
+            })
+            .collect()
+    };
+    let (la, lb) = (losses(&whole)?, losses(&parts)?);
+    assert_eq!(la.len(), 8);
+    for (step, (x, y)) in la.iter().zip(&lb).enumerate() {
+        assert!((x - y).abs() <= 1e-6, "step {step}: train loss {x} vs {y}");
+    }
+
     // Train-then-SVD: no bilevel step, ranks from the trained updates' singular values.
     let svd = dir.path().join("svd");
     planted(
