@@ -699,9 +699,9 @@ fn the_planted_task_searches_reads_singular_values_and_trains_a_rank_table() -> 
         std::fs::read_to_string(dir.join("search_metrics.jsonl"))?
             .lines()
             .map(|l| {
-                Ok(serde_json::from_str::<Value>(l)?["train_loss"]
+                serde_json::from_str::<Value>(l)?["train_loss"]
                     .as_f64()
-                    .context("loss")?)
+                    .context("loss")
             })
             .collect()
     };
