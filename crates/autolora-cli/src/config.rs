@@ -76,6 +76,68 @@ pub struct TaskConfig {
     pub eval_limit: Option<usize>,
     /// The planted-rank task (`name = "planted"`).
     pub planted: PlantedSettings,
+    /// Your own files instead of a built-in task (`name` is then not read):
+    /// `text-classification` or `text-regression`, read from `train_file` (and `dev_file`,
+    /// `test_file`) in CSV, TSV or JSON Lines.
+    pub kind: Option<FileTask>,
+    /// The training file of `kind`.
+    pub train_file: Option<PathBuf>,
+    /// The development file of `kind`; unset: `dev_fraction` of the training rows, held out
+    /// with a seed of its own (the search's validation set is then carved from the rest).
+    pub dev_file: Option<PathBuf>,
+    /// An optional test file of `kind`, evaluated after the development set.
+    pub test_file: Option<PathBuf>,
+    /// The share of the training rows held out as the development set when `dev_file` is unset.
+    pub dev_fraction: f64,
+    /// Which columns of the files hold what.
+    pub columns: ColumnSettings,
+    /// The classes of `text-classification`, in id order; unset: the training file's labels,
+    /// sorted (numerically when all are numbers).
+    pub labels: Option<Vec<String>>,
+}
+
+/// The task kinds read from the user's files (`task.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileTask {
+    /// One class per text or text pair, scored by accuracy.
+    TextClassification,
+    /// One number per text or text pair, scored by Pearson and Spearman correlation.
+    TextRegression,
+}
+
+/// The column names of `task.kind`'s files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ColumnSettings {
+    /// The text (the first of a pair).
+    pub text: String,
+    /// The second text of a pair; unset: the column `text_pair` where a file has one.
+    pub text_pair: Option<String>,
+    /// The label.
+    pub label: String,
+}
+
+impl Default for ColumnSettings {
+    fn default() -> Self {
+        let columns = autolora_data::text_files::TextColumns::default();
+        ColumnSettings {
+            text: columns.text,
+            text_pair: columns.text_pair,
+            label: columns.label,
+        }
+    }
+}
+
+impl ColumnSettings {
+    /// The data crate's form.
+    pub fn text_columns(&self) -> autolora_data::text_files::TextColumns {
+        autolora_data::text_files::TextColumns {
+            text: self.text.clone(),
+            text_pair: self.text_pair.clone(),
+            label: self.label.clone(),
+        }
+    }
 }
 
 /// The planted-rank task: a teacher made of the base model plus updates of known rank per
@@ -116,6 +178,13 @@ impl Default for TaskConfig {
             train_limit: None,
             eval_limit: None,
             planted: PlantedSettings::default(),
+            kind: None,
+            train_file: None,
+            dev_file: None,
+            test_file: None,
+            dev_fraction: 0.1,
+            columns: ColumnSettings::default(),
+            labels: None,
         }
     }
 }
@@ -426,6 +495,29 @@ impl RunConfig {
                 "search.outer_every and search.val_batches must be at least 1, got {} and {}",
                 self.search.outer_every,
                 self.search.val_batches
+            );
+        }
+        let task = &self.task;
+        if task.kind.is_some() {
+            if task.train_file.is_none() {
+                bail!("task.kind reads your own files: set task.train_file (and task.dev_file)");
+            }
+            if task.data_dir.is_some() {
+                bail!(
+                    "task.data_dir belongs to the built-in tasks; with task.kind the files are \
+                     task.train_file, task.dev_file and task.test_file"
+                );
+            }
+            if !(task.dev_fraction > 0.0 && task.dev_fraction < 1.0) {
+                bail!(
+                    "task.dev_fraction must be in (0, 1), got {}",
+                    task.dev_fraction
+                );
+            }
+        } else if task.train_file.is_some() || task.dev_file.is_some() || task.test_file.is_some() {
+            bail!(
+                "task.train_file, task.dev_file and task.test_file are read by task.kind \
+                 (text-classification or text-regression); set it"
             );
         }
         if self.search.prune_every > 0 {

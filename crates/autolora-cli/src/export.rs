@@ -119,9 +119,7 @@ fn write_merged(session: &Session, model: &dyn Model, dir: &Path) -> Result<()> 
 
     let mut config = serde_json::Value::Object(raw.fields);
     config["architectures"] = serde_json::json!([class_name(model)]);
-    if let TaskSpec::Tagging { labels } | TaskSpec::Classification { labels, .. } =
-        &session.data.spec
-    {
+    if let Some(labels) = session.data.spec.labels() {
         let id2label: serde_json::Map<String, serde_json::Value> = labels
             .iter()
             .enumerate()

@@ -16,6 +16,9 @@ use crate::task::TaskData;
 /// search, read by the others).
 pub const CONFIG_FILE: &str = "config.toml";
 
+/// The task's classes or tags in id order (a JSON list), where it has them.
+pub const LABELS_FILE: &str = "labels.json";
+
 /// One line per resume that changed a setting: which, from what, to what.
 pub const RESUMES_FILE: &str = "resumes.jsonl";
 
@@ -251,6 +254,12 @@ impl Session {
                 autolora_data::atomic::write(
                     &out_dir.join(crate::planted::REPORT_FILE),
                     serde_json::to_string_pretty(planted)?.as_bytes(),
+                )?;
+            }
+            if let Some(labels) = data.spec.labels() {
+                autolora_data::atomic::write(
+                    &out_dir.join(LABELS_FILE),
+                    serde_json::to_string_pretty(labels)?.as_bytes(),
                 )?;
             }
             autolora_data::atomic::write(&saved_path, config.to_toml()?.as_bytes())?;

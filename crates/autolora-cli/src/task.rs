@@ -11,11 +11,12 @@ use autolora_data::glue::{GlueFile, GlueOptions, GlueTask};
 use autolora_data::rng::{derive_seed, stream};
 use autolora_data::sentiment::SentimentTask;
 use autolora_data::split::{SplitConfig, grouped_split, split, stratified_split};
+use autolora_data::text_files::{RawTextFile, count_rows, read_text_file};
 use autolora_data::tokenize::{EncodedSet, Target, TextTokenizer};
 use tch::Device;
 
 use crate::batches::{DeviceBatch, StepBatches};
-use crate::config::RunConfig;
+use crate::config::{FileTask, RunConfig};
 use crate::e2e::GenerationSet;
 
 /// What the task predicts and how it is scored.
@@ -83,6 +84,14 @@ impl TaskSpec {
         }
     }
 
+    /// The class or tag names in id order, for tasks that have them.
+    pub fn labels(&self) -> Option<&[String]> {
+        match self {
+            TaskSpec::Tagging { labels } | TaskSpec::Classification { labels, .. } => Some(labels),
+            _ => None,
+        }
+    }
+
     /// Name of the headline metric.
     pub fn metric_name(&self) -> &'static str {
         match self {
@@ -139,6 +148,9 @@ impl TaskData {
         let tokenizer_path = autolora_models::tokenizer_path(model_dir)
             .with_context(|| format!("{} has no tokenizer.json", model_dir.display()))?;
         let tokenizer = TextTokenizer::from_file(&tokenizer_path, config.task.max_length)?;
+        if let Some(kind) = config.task.kind {
+            return load_files(config, &tokenizer, device, kind);
+        }
         match name {
             "conll" | "conll2003" => load_conll(config, &tokenizer, device),
             "planted" => crate::planted::load(config, &tokenizer, model_dir, device),
@@ -294,6 +306,101 @@ fn load_glue(
     assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
 }
 
+/// A sentence-level task from the user's own files (`task.kind`): the training file, the
+/// development file (or a seeded share of the training rows) and an optional test file.
+fn load_files(
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+    device: Device,
+    kind: FileTask,
+) -> Result<TaskData> {
+    let task = &config.task;
+    let columns = task.columns.text_columns();
+    // Limits are applied while reading, so a large file costs the rows kept.
+    let read = |path: &Path, role: Role| -> Result<RawTextFile> {
+        let kept = match role.cap(config) {
+            Some(_) => subset(count_rows(path)?, role, config),
+            None => None,
+        };
+        let mut next = kept.as_deref().map(|k| k.iter().copied().peekable());
+        Ok(read_text_file(path, &columns, |index| {
+            match next.as_mut() {
+                None => true,
+                Some(next) => next.next_if_eq(&index).is_some(),
+            }
+        })?)
+    };
+    let train_path = task
+        .train_file
+        .as_deref()
+        .context("task.train_file is unset")?;
+    let train = read(train_path, Role::Train)?;
+    let (spec, to_split): (TaskSpec, Box<dyn Fn(&RawTextFile) -> Result<TextSplit>>) = match kind {
+        FileTask::TextClassification => {
+            let labels = match &task.labels {
+                Some(labels) => labels.clone(),
+                None => train.class_names(),
+            };
+            if labels.len() < 2 {
+                bail!(
+                    "{}: text classification needs at least two classes, found {labels:?}",
+                    train_path.display()
+                );
+            }
+            let classes = labels.clone();
+            (
+                TaskSpec::Classification { labels, glue: None },
+                Box::new(move |file| Ok(file.classification(&classes)?)),
+            )
+        }
+        FileTask::TextRegression => (
+            TaskSpec::Regression,
+            Box::new(|file| Ok(file.regression()?)),
+        ),
+    };
+    let train = to_split(&train)?;
+    train.require_labels()?;
+    let (train, dev) = match &task.dev_file {
+        Some(path) => (train, to_split(&read(path, Role::Eval)?)?),
+        None => {
+            let held_out = SplitConfig {
+                validation_fraction: task.dev_fraction,
+                seed: derive_seed(config.run.seed, 0, stream::DEV_SPLIT),
+            };
+            let parts = match train.class_ids() {
+                Some(classes) if matches!(spec, TaskSpec::Classification { .. }) => {
+                    stratified_split(&classes, &held_out)?
+                }
+                _ => split(train.examples.len(), &held_out)?,
+            };
+            println!(
+                "{}: no task.dev_file, so {} of its {} rows (task.dev_fraction = {}) are the \
+                 development set",
+                train_path.display(),
+                parts.validation.len(),
+                train.examples.len(),
+                task.dev_fraction
+            );
+            (train.select(&parts.train), train.select(&parts.validation))
+        }
+    };
+    let mut evals = vec![("dev".to_string(), dev)];
+    if let Some(path) = &task.test_file {
+        evals.push(("test".into(), to_split(&read(path, Role::Eval)?)?));
+    }
+    // The limits are already applied.
+    let encode = |split: &TextSplit| -> Result<EncodedSet> {
+        split.require_labels()?;
+        Ok(tokenizer.encode_examples(&split.examples)?)
+    };
+    let train = encode(&train)?;
+    let evals = evals
+        .iter()
+        .map(|(name, split)| Ok((name.clone(), encode(split)?)))
+        .collect::<Result<Vec<_>>>()?;
+    assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
+}
+
 /// What a split is used for, which decides its size limit (`task.train_limit` or
 /// `task.eval_limit`). Every loader names the role of each split it reads: file names do not
 /// tell (the sentiment task's three splits come from one file).
@@ -330,16 +437,9 @@ fn encode_text(
 /// Keeps the first N items (the limit of `role`) after a shuffle seeded by the run seed and
 /// the role: a reproducible random subset, in the original order.
 pub fn limit<T>(items: &mut Vec<T>, role: Role, config: &RunConfig) {
-    let Some(limit) = role.cap(config) else {
+    let Some(keep) = subset(items.len(), role, config) else {
         return;
     };
-    if limit >= items.len() {
-        return;
-    }
-    let seed = derive_seed(config.run.seed, role as u64, stream::SUBSET);
-    let mut keep = autolora_data::rng::permutation(items.len(), seed);
-    keep.truncate(limit);
-    keep.sort_unstable();
     let mut index = 0;
     let mut next = keep.into_iter().peekable();
     items.retain(|_| {
@@ -350,6 +450,20 @@ pub fn limit<T>(items: &mut Vec<T>, role: Role, config: &RunConfig) {
         index += 1;
         kept
     });
+}
+
+/// The indices (ascending) of the reproducible random subset of `n` items that the limit of
+/// `role` keeps; `None` when the limit keeps everything.
+fn subset(n: usize, role: Role, config: &RunConfig) -> Option<Vec<usize>> {
+    let limit = role.cap(config)?;
+    if limit >= n {
+        return None;
+    }
+    let seed = derive_seed(config.run.seed, role as u64, stream::SUBSET);
+    let mut keep = autolora_data::rng::permutation(n, seed);
+    keep.truncate(limit);
+    keep.sort_unstable();
+    Some(keep)
 }
 
 /// Splits the training set for the search and builds the batches of every split; `pad` fills
@@ -468,6 +582,33 @@ mod tests {
         for set in &data.evals {
             assert_eq!(rows(&set.batches), 3, "{}", set.name);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_limit_on_a_file_read_row_by_row_keeps_the_subset_limit_keeps() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("train.jsonl");
+        let lines: Vec<String> = (0..40)
+            .map(|i| format!("{{\"text\": \"anna met ole\", \"label\": {}}}", i % 2))
+            .collect();
+        std::fs::write(&path, lines.join("\n"))?;
+        let mut config = RunConfig::default();
+        config.task.kind = Some(FileTask::TextClassification);
+        config.task.train_file = Some(path.clone());
+        config.task.train_limit = Some(20);
+        let columns = config.task.columns.text_columns();
+        let kept = subset(40, Role::Train, &config).expect("a limit below the row count");
+        let mut next = kept.iter().copied().peekable();
+        let streamed = read_text_file(&path, &columns, |i| next.next_if_eq(&i).is_some())?;
+        let mut all = read_text_file(&path, &columns, |_| true)?.examples;
+        limit(&mut all, Role::Train, &config);
+        assert_eq!(streamed.examples, all);
+        assert_eq!(all.len(), 20);
+        // The development set is held out of the 20 rows kept, the search's split of the rest.
+        let data = TaskData::load(&config, &fixtures().join("tiny-bert"), Device::Cpu)?;
+        assert_eq!(rows(data.train.all()), 18);
+        assert_eq!(rows(&data.evals[0].batches), 2);
         Ok(())
     }
 }

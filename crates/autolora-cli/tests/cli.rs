@@ -487,6 +487,113 @@ fn sentence_tasks_run_end_to_end() -> Result<()> {
 }
 
 #[test]
+fn own_files_run_end_to_end() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Words of tiny-bert's vocabulary: three verbs mark a positive row, three a negative one.
+    let (words, names) = (
+        ["praised", "joined", "met", "sued", "left", "late"],
+        ["anna", "john", "maria", "tomas", "ole", "lea", "costa"],
+    );
+    let row = |i: usize| {
+        let text = format!(
+            "{} {} the {} in oslo",
+            names[i % 7],
+            words[i % 6],
+            names[(i / 7) % 7]
+        );
+        (text, i % 6 < 3)
+    };
+    // Classification from CSV (quoted fields), the development set held out of it.
+    let mut csv = String::from("label,text\n");
+    for i in 0..60 {
+        let (text, good) = row(i);
+        let label = if good { "pos" } else { "neg" };
+        csv.push_str(&format!("{label},\"{text}, really\"\n"));
+    }
+    std::fs::write(dir.path().join("train.csv"), csv)?;
+    // Regression from JSON Lines, with development and test files.
+    let jsonl = |range: std::ops::Range<usize>| {
+        range
+            .map(|i| {
+                let (text, good) = row(i);
+                let score = if good { 1.5 } else { -0.5 };
+                format!("{{\"sentence\": \"{text}\", \"score\": {score}}}\n")
+            })
+            .collect::<String>()
+    };
+    for (name, range) in [("train", 0..60), ("dev", 60..72), ("test", 72..84)] {
+        std::fs::write(dir.path().join(format!("{name}.jsonl")), jsonl(range))?;
+    }
+    let file = |name: &str| dir.path().join(name).display().to_string();
+    let run = |name: &str, task: &str| -> Result<(std::process::Output, PathBuf)> {
+        let out = dir.path().join(name);
+        std::fs::create_dir_all(&out)?;
+        let config = run_file(&out, "compare_fixed_rank = false")?;
+        let data_dir = format!("data_dir = \"{}\"", fixtures().join("conll").display());
+        let text = std::fs::read_to_string(&config)?.replace(&data_dir, task);
+        std::fs::write(&config, text)?;
+        Ok((
+            autolora(&["run", "--config", config.to_str().unwrap()])?,
+            out,
+        ))
+    };
+
+    let task = format!(
+        "kind = \"text-classification\"\ntrain_file = \"{}\"",
+        file("train.csv")
+    );
+    let (output, out) = run("classification", &task)?;
+    let stdout = ok(output)?;
+    assert!(stdout.contains("6 of its 60 rows"), "{stdout}");
+    assert_eq!(
+        json(&out.join("run/labels.json"))?,
+        serde_json::json!(["neg", "pos"])
+    );
+    let summary = json(&out.join("run/summary.json"))?;
+    let accuracy = summary["autolora"]["scores"]["dev"]["accuracy"].as_f64();
+    assert!(
+        accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)),
+        "{summary}"
+    );
+
+    let task = format!(
+        "kind = \"text-regression\"\ntrain_file = \"{}\"\ndev_file = \"{}\"\ntest_file = \"{}\"\n\
+         columns = {{ text = \"sentence\", label = \"score\" }}",
+        file("train.jsonl"),
+        file("dev.jsonl"),
+        file("test.jsonl")
+    );
+    let (output, out) = run("regression", &task)?;
+    ok(output)?;
+    let summary = json(&out.join("run/summary.json"))?;
+    for split in ["dev", "test"] {
+        let pearson = summary["autolora"]["scores"][split]["pearson"].as_f64();
+        assert!(pearson.is_some_and(f64::is_finite), "{split}: {summary}");
+    }
+
+    // A development label the training file does not have names the file and line.
+    std::fs::write(
+        dir.path().join("dev.csv"),
+        "label,text\npos,fine\nmeh,odd\n",
+    )?;
+    let task = format!(
+        "kind = \"text-classification\"\ntrain_file = \"{}\"\ndev_file = \"{}\"",
+        file("train.csv"),
+        file("dev.csv")
+    );
+    let (output, _) = run("unseen", &task)?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "dev.csv:3: expected one of the task's labels (neg, pos), found the label \"meh\""
+        ),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
 fn e2e_generation_runs_end_to_end() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let config = run_file(dir.path(), "")?;

@@ -98,7 +98,7 @@ pub fn linearise(attributes: &[(String, String)]) -> String {
 /// Reads an E2E CSV file (header with `mr` and, except for inputs-only files, `ref`; any case).
 pub fn read_e2e(path: &Path) -> Result<E2eSplit> {
     let text = read_text(path, "an E2E CSV file with header mr,ref")?;
-    check_quotes(path, &text)?;
+    crate::records::check_quotes(path, b',')?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
@@ -190,60 +190,6 @@ pub const FILES: [(&str, &str); 3] = [
     ("dev", "devset.csv"),
     ("test", "testset_w_refs.csv"),
 ];
-
-/// Finds a quoted field that is never closed, which the CSV reader would silently run to the
-/// end of the file (or to the next quote, reporting a later line): a quoted field must end
-/// with a quote followed by a comma, a line break or the end of the file. Quoted fields may
-/// span lines (some references do); `""` inside one is a literal quote.
-fn check_quotes(path: &Path, text: &str) -> Result<()> {
-    let unterminated = |start: usize, found: String| {
-        Error::parse(
-            path,
-            start,
-            format!("the quoted field opened on line {start} to be closed"),
-            found,
-        )
-    };
-    let mut chars = text.chars().peekable();
-    let (mut line, mut at_field_start) = (1, true);
-    while let Some(c) = chars.next() {
-        match c {
-            '"' if at_field_start => {
-                let field_start = line;
-                loop {
-                    match chars.next() {
-                        None => {
-                            return Err(unterminated(field_start, "the end of the file".into()));
-                        }
-                        Some('"') if chars.peek() == Some(&'"') => {
-                            chars.next();
-                        }
-                        Some('"') => break,
-                        Some('\n') => line += 1,
-                        Some(_) => {}
-                    }
-                }
-                match chars.peek() {
-                    None | Some(',' | '\n' | '\r') => {}
-                    Some(&next) => {
-                        return Err(unterminated(
-                            field_start,
-                            format!("a quote on line {line} followed by {next:?}"),
-                        ));
-                    }
-                }
-                at_field_start = false;
-            }
-            ',' => at_field_start = true,
-            '\n' => {
-                line += 1;
-                at_field_start = true;
-            }
-            _ => at_field_start = false,
-        }
-    }
-    Ok(())
-}
 
 #[cfg(test)]
 mod tests {

@@ -42,10 +42,12 @@ pub mod example;
 pub mod glue;
 pub mod labels;
 pub mod metrics;
+pub mod records;
 pub mod rng;
 pub mod sentiment;
 pub mod split;
 mod text;
+pub mod text_files;
 pub mod tokenize;
 
 pub use error::{Error, Result};

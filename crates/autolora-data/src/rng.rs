@@ -69,6 +69,8 @@ pub mod stream {
     pub const PLANTED_FACTORS: u64 = 12;
     /// The planted task's shuffled control: the permutation of targets; index = the split.
     pub const PLANTED_SHUFFLE: u64 = 13;
+    /// The development set held out of a user's training file that has no dev file beside it.
+    pub const DEV_SPLIT: u64 = 14;
 }
 
 #[cfg(test)]
