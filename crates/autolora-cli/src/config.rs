@@ -77,7 +77,7 @@ pub struct TaskConfig {
     /// The planted-rank task (`name = "planted"`).
     pub planted: PlantedSettings,
     /// Your own files instead of a built-in task (`name` is then not read):
-    /// `text-classification` or `text-regression`, read from `train_file` (and `dev_file`,
+    /// `text-classification`, `text-regression` or `token-classification`, read from `train_file` (and `dev_file`,
     /// `test_file`) in CSV, TSV or JSON Lines.
     pub kind: Option<FileTask>,
     /// The training file of `kind`.
@@ -92,7 +92,8 @@ pub struct TaskConfig {
     /// Which columns of the files hold what.
     pub columns: ColumnSettings,
     /// The classes of `text-classification`, in id order; unset: the training file's labels,
-    /// sorted (numerically when all are numbers).
+    /// sorted (numerically when all are numbers). For `token-classification`: the names of
+    /// integer tags (position = the integer), as `datasets` exports a `ClassLabel` column.
     pub labels: Option<Vec<String>>,
 }
 
@@ -104,6 +105,8 @@ pub enum FileTask {
     TextClassification,
     /// One number per text or text pair, scored by Pearson and Spearman correlation.
     TextRegression,
+    /// One tag per word, scored by entity F1.
+    TokenClassification,
 }
 
 /// The column names of `task.kind`'s files.
@@ -116,21 +119,36 @@ pub struct ColumnSettings {
     pub text_pair: Option<String>,
     /// The label.
     pub label: String,
+    /// The words of a sentence (token classification).
+    pub tokens: String,
+    /// One tag per word (token classification).
+    pub tags: String,
 }
 
 impl Default for ColumnSettings {
     fn default() -> Self {
         let columns = autolora_data::text_files::TextColumns::default();
+        let tagging = autolora_data::tag_files::TagColumns::default();
         ColumnSettings {
             text: columns.text,
             text_pair: columns.text_pair,
             label: columns.label,
+            tokens: tagging.tokens,
+            tags: tagging.tags,
         }
     }
 }
 
 impl ColumnSettings {
-    /// The data crate's form.
+    /// The data crate's form for token classification.
+    pub fn tag_columns(&self) -> autolora_data::tag_files::TagColumns {
+        autolora_data::tag_files::TagColumns {
+            tokens: self.tokens.clone(),
+            tags: self.tags.clone(),
+        }
+    }
+
+    /// The data crate's form for sentence tasks.
     pub fn text_columns(&self) -> autolora_data::text_files::TextColumns {
         autolora_data::text_files::TextColumns {
             text: self.text.clone(),
@@ -517,7 +535,7 @@ impl RunConfig {
         } else if task.train_file.is_some() || task.dev_file.is_some() || task.test_file.is_some() {
             bail!(
                 "task.train_file, task.dev_file and task.test_file are read by task.kind \
-                 (text-classification or text-regression); set it"
+                 (text-classification, text-regression or token-classification); set it"
             );
         }
         if self.search.prune_every > 0 {

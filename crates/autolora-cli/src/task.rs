@@ -6,12 +6,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use autolora_data::batch::{Batch, BatchConfig, batches, eval_plan, training_plan};
+use autolora_data::conll::TaggedFile;
 use autolora_data::example::{TaskKind, TextSplit};
 use autolora_data::glue::{GlueFile, GlueOptions, GlueTask};
 use autolora_data::rng::{derive_seed, stream};
 use autolora_data::sentiment::SentimentTask;
-use autolora_data::split::{SplitConfig, grouped_split, split, stratified_split};
-use autolora_data::text_files::{RawTextFile, count_rows, read_text_file};
+use autolora_data::split::{Split, SplitConfig, grouped_split, split, stratified_split};
+use autolora_data::tag_files::{check_tags, read_tagged_file};
+use autolora_data::text_files::{RawTextFile, read_text_file};
 use autolora_data::tokenize::{EncodedSet, Target, TextTokenizer};
 use tch::Device;
 
@@ -306,8 +308,8 @@ fn load_glue(
     assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
 }
 
-/// A sentence-level task from the user's own files (`task.kind`): the training file, the
-/// development file (or a seeded share of the training rows) and an optional test file.
+/// A task from the user's own files (`task.kind`): the training file, the development file
+/// (or a seeded share of the training rows) and an optional test file.
 fn load_files(
     config: &RunConfig,
     tokenizer: &TextTokenizer,
@@ -315,25 +317,56 @@ fn load_files(
     kind: FileTask,
 ) -> Result<TaskData> {
     let task = &config.task;
-    let columns = task.columns.text_columns();
-    // Limits are applied while reading, so a large file costs the rows kept.
-    let read = |path: &Path, role: Role| -> Result<RawTextFile> {
-        let kept = match role.cap(config) {
-            Some(_) => subset(count_rows(path)?, role, config),
-            None => None,
-        };
-        let mut next = kept.as_deref().map(|k| k.iter().copied().peekable());
-        Ok(read_text_file(path, &columns, |index| {
-            match next.as_mut() {
-                None => true,
-                Some(next) => next.next_if_eq(&index).is_some(),
-            }
-        })?)
-    };
     let train_path = task
         .train_file
         .as_deref()
         .context("task.train_file is unset")?;
+    if kind == FileTask::TokenClassification {
+        let columns = task.columns.tag_columns();
+        let names = task.labels.as_deref();
+        let read = |path: &Path, role: Role| -> Result<TaggedFile> {
+            Ok(read_tagged_file(
+                path,
+                &columns,
+                names,
+                kept_rows(path, role, config)?,
+            )?)
+        };
+        let train = read(train_path, Role::Train)?;
+        let labels = train.label_set();
+        let (train, dev) = match &task.dev_file {
+            Some(path) => (train, read(path, Role::Eval)?),
+            None => {
+                let parts = held_out_dev(config, train.sentences.len(), None)?;
+                (train.select(&parts.train), train.select(&parts.validation))
+            }
+        };
+        let mut evals = vec![("dev".to_string(), dev)];
+        if let Some(path) = &task.test_file {
+            evals.push(("test".into(), read(path, Role::Eval)?));
+        }
+        let encode = |file: &TaggedFile| -> Result<EncodedSet> {
+            check_tags(file, &labels)?;
+            Ok(tokenizer.encode_tagged(&file.path, &file.sentences, &labels)?)
+        };
+        let train = encode(&train)?;
+        let evals = evals
+            .iter()
+            .map(|(name, file)| Ok((name.clone(), encode(file)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let spec = TaskSpec::Tagging {
+            labels: labels.labels().to_vec(),
+        };
+        return assemble(config, tokenizer.pad_id(), device, spec, train, None, evals);
+    }
+    let columns = task.columns.text_columns();
+    let read = |path: &Path, role: Role| -> Result<RawTextFile> {
+        Ok(read_text_file(
+            path,
+            &columns,
+            kept_rows(path, role, config)?,
+        )?)
+    };
     let train = read(train_path, Role::Train)?;
     let (spec, to_split): (TaskSpec, Box<dyn Fn(&RawTextFile) -> Result<TextSplit>>) = match kind {
         FileTask::TextClassification => {
@@ -353,7 +386,7 @@ fn load_files(
                 Box::new(move |file| Ok(file.classification(&classes)?)),
             )
         }
-        FileTask::TextRegression => (
+        _ => (
             TaskSpec::Regression,
             Box::new(|file| Ok(file.regression()?)),
         ),
@@ -363,24 +396,11 @@ fn load_files(
     let (train, dev) = match &task.dev_file {
         Some(path) => (train, to_split(&read(path, Role::Eval)?)?),
         None => {
-            let held_out = SplitConfig {
-                validation_fraction: task.dev_fraction,
-                seed: derive_seed(config.run.seed, 0, stream::DEV_SPLIT),
+            let classes = match spec {
+                TaskSpec::Classification { .. } => train.class_ids(),
+                _ => None,
             };
-            let parts = match train.class_ids() {
-                Some(classes) if matches!(spec, TaskSpec::Classification { .. }) => {
-                    stratified_split(&classes, &held_out)?
-                }
-                _ => split(train.examples.len(), &held_out)?,
-            };
-            println!(
-                "{}: no task.dev_file, so {} of its {} rows (task.dev_fraction = {}) are the \
-                 development set",
-                train_path.display(),
-                parts.validation.len(),
-                train.examples.len(),
-                task.dev_fraction
-            );
+            let parts = held_out_dev(config, train.examples.len(), classes.as_deref())?;
             (train.select(&parts.train), train.select(&parts.validation))
         }
     };
@@ -399,6 +419,45 @@ fn load_files(
         .map(|(name, split)| Ok((name.clone(), encode(split)?)))
         .collect::<Result<Vec<_>>>()?;
     assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
+}
+
+/// Which rows of `path` the limit of `role` keeps, as a filter on row indices for a reader
+/// that streams the file: the subset [`limit`] keeps (the file is counted first).
+fn kept_rows(path: &Path, role: Role, config: &RunConfig) -> Result<impl FnMut(usize) -> bool> {
+    let kept = match role.cap(config) {
+        Some(_) => subset(autolora_data::records::count(path)?, role, config),
+        None => None,
+    };
+    let mut next = kept.map(|k| k.into_iter().peekable());
+    Ok(move |index| match next.as_mut() {
+        None => true,
+        Some(next) => next.next_if_eq(&index).is_some(),
+    })
+}
+
+/// Without a `task.dev_file`: `task.dev_fraction` of the `n` training rows (per class where
+/// `classes` are given) held out as the development set, with a seed of its own.
+fn held_out_dev(config: &RunConfig, n: usize, classes: Option<&[usize]>) -> Result<Split> {
+    let task = &config.task;
+    let held_out = SplitConfig {
+        validation_fraction: task.dev_fraction,
+        seed: derive_seed(config.run.seed, 0, stream::DEV_SPLIT),
+    };
+    let parts = match classes {
+        Some(classes) => stratified_split(classes, &held_out)?,
+        None => split(n, &held_out)?,
+    };
+    println!(
+        "{}: no task.dev_file, so {} of its {n} rows (task.dev_fraction = {}) are the \
+         development set",
+        task.train_file
+            .as_deref()
+            .unwrap_or(Path::new(""))
+            .display(),
+        parts.validation.len(),
+        task.dev_fraction
+    );
+    Ok(parts)
 }
 
 /// What a split is used for, which decides its size limit (`task.train_limit` or

@@ -571,6 +571,31 @@ fn own_files_run_end_to_end() -> Result<()> {
         assert!(pearson.is_some_and(f64::is_finite), "{split}: {summary}");
     }
 
+    // Token classification from JSON Lines in BIOES, tags converted to IOB2.
+    let tagged = (0..40)
+        .map(|i| {
+            let (first, verb) = (names[i % 7], words[i % 6]);
+            format!(
+                "{{\"tokens\": [\"{first}\", \"berg\", \"{verb}\", \"oslo\"], \
+                 \"tags\": [\"B-PER\", \"E-PER\", \"O\", \"S-LOC\"]}}\n"
+            )
+        })
+        .collect::<String>();
+    std::fs::write(dir.path().join("tagged.jsonl"), tagged)?;
+    let task = format!(
+        "kind = \"token-classification\"\ntrain_file = \"{}\"",
+        file("tagged.jsonl")
+    );
+    let (output, out) = run("tagging", &task)?;
+    ok(output)?;
+    assert_eq!(
+        json(&out.join("run/labels.json"))?,
+        serde_json::json!(["O", "B-LOC", "I-LOC", "B-PER", "I-PER"])
+    );
+    let summary = json(&out.join("run/summary.json"))?;
+    let f1 = summary["autolora"]["scores"]["dev"]["entity_f1"].as_f64();
+    assert!(f1.is_some_and(|f| (0.0..=1.0).contains(&f)), "{summary}");
+
     // A development label the training file does not have names the file and line.
     std::fs::write(
         dir.path().join("dev.csv"),

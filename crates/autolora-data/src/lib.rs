@@ -46,6 +46,7 @@ pub mod records;
 pub mod rng;
 pub mod sentiment;
 pub mod split;
+pub mod tag_files;
 mod text;
 pub mod text_files;
 pub mod tokenize;

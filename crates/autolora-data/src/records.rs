@@ -261,6 +261,16 @@ impl Iterator for Rows {
     }
 }
 
+/// How many rows `path` has (every row is read and checked).
+pub fn count(path: &Path) -> Result<usize> {
+    let mut rows = 0;
+    for row in Rows::open(path)? {
+        row?;
+        rows += 1;
+    }
+    Ok(rows)
+}
+
 /// A JSON value in words, for "found ..." in an error.
 pub fn describe(value: &Value) -> String {
     let shown = |v: &Value| {

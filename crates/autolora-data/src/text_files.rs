@@ -102,16 +102,6 @@ pub fn read_text_file(
     })
 }
 
-/// How many rows `path` has (every row is read and checked).
-pub fn count_rows(path: &Path) -> Result<usize> {
-    let mut rows = 0;
-    for row in Rows::open(path)? {
-        row?;
-        rows += 1;
-    }
-    Ok(rows)
-}
-
 impl RawTextFile {
     /// The distinct labels, sorted: numerically when every one is a number, else as strings.
     pub fn class_names(&self) -> Vec<String> {
@@ -274,7 +264,7 @@ mod tests {
         assert_eq!(odd.examples[1].line, 4);
         let scores: Vec<Label> = odd.regression()?.examples.iter().map(|e| e.label).collect();
         assert_eq!(scores, [Label::Score(0.5), Label::Score(-2.25)]);
-        assert_eq!(count_rows(&path)?, 3);
+        assert_eq!(crate::records::count(&path)?, 3);
         // Named columns; an explicitly named pair column must exist.
         let columns = TextColumns {
             text: "text_pair".into(),
