@@ -308,6 +308,9 @@ fn load_glue(
     assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
 }
 
+/// Turns a read text file into labelled examples: class ids or regression targets.
+type LabelReader = Box<dyn Fn(&RawTextFile) -> Result<TextSplit>>;
+
 /// A task from the user's own files (`task.kind`): the training file, the development file
 /// (or a seeded share of the training rows) and an optional test file.
 fn load_files(
@@ -368,7 +371,7 @@ fn load_files(
         )?)
     };
     let train = read(train_path, Role::Train)?;
-    let (spec, to_split): (TaskSpec, Box<dyn Fn(&RawTextFile) -> Result<TextSplit>>) = match kind {
+    let (spec, to_split): (TaskSpec, LabelReader) = match kind {
         FileTask::TextClassification => {
             let labels = match &task.labels {
                 Some(labels) => labels.clone(),

@@ -21,11 +21,13 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A line of a data file does not have the expected shape.
-    #[error("{path}:{line}: expected {expected}, found {found}")]
+    #[error("{}: expected {expected}, found {found}", at(path, *line))]
     Parse {
         /// The data file.
         path: PathBuf,
-        /// 1-based line number (for CSV files: the record's first line).
+        /// 1-based line number (for CSV files: the record's first line; for Parquet files
+        /// the row's number in the file, counted from 1 through all row groups, as pandas'
+        /// and `datasets`' indices count from 0; 0: the file as a whole).
         line: usize,
         /// What the format requires at this place.
         expected: String,
@@ -148,6 +150,16 @@ pub enum Error {
         /// What was given.
         found: String,
     },
+}
+
+/// `path:line` for text files, `path: row N` for Parquet files (which have no lines).
+fn at(path: &std::path::Path, line: usize) -> String {
+    let parquet = path.extension().is_some_and(|e| e == "parquet");
+    match (parquet, line) {
+        (_, 0) => path.display().to_string(),
+        (true, row) => format!("{}: row {row}", path.display()),
+        (false, line) => format!("{}:{line}", path.display()),
+    }
 }
 
 impl Error {

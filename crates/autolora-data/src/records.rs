@@ -1,11 +1,14 @@
 //! Rows of a data file in the formats people bring their own data in: CSV and TSV (a header
-//! row, quoted fields that may span lines; read by the `csv` crate) and JSON Lines (one JSON
-//! object per line, as `datasets` writes them). The format follows the file's extension.
+//! row, quoted fields that may span lines; read by the `csv` crate), JSON Lines (one JSON
+//! object per line, as `datasets` writes them) and Parquet (what the Hugging Face Hub stores;
+//! the `parquet` crate's row API, snappy-compressed or uncompressed files). The format follows
+//! the file's extension.
 //!
-//! A [`Row`] is a set of named fields ([`serde_json::Value`]s; a CSV field is a string) with
-//! the line it starts on, so every later error can name the file and line. Rows are read one
-//! at a time: a caller that keeps a subset holds only that subset in memory, whatever the
-//! file's size.
+//! A [`Row`] is a set of named fields ([`serde_json::Value`]s; a CSV field is a string; a
+//! Parquet list a JSON list, a struct an object) with the line it starts on (for Parquet the
+//! row's 1-based number in the file, row groups counted through), so every later error can
+//! name the file and line. Rows are read one at a time: a caller that keeps a subset holds
+//! only that subset in memory, whatever the file's size.
 //!
 //! Bad input is an error naming the file and line: a CSV row with more or fewer fields than
 //! the header, a quoted field that is never closed, a JSON line that is not an object, invalid
@@ -29,6 +32,8 @@ pub enum Format {
     Tsv,
     /// `.jsonl` or `.ndjson`: one JSON object per line.
     JsonLines,
+    /// `.parquet`.
+    Parquet,
 }
 
 impl Format {
@@ -42,9 +47,10 @@ impl Format {
             Some("csv") => Ok(Format::Csv),
             Some("tsv") => Ok(Format::Tsv),
             Some("jsonl" | "ndjson") => Ok(Format::JsonLines),
+            Some("parquet") => Ok(Format::Parquet),
             other => Err(Error::invalid(
                 format!("data file {}", path.display()),
-                "a file ending in .csv, .tsv, .jsonl or .ndjson",
+                "a file ending in .csv, .tsv, .jsonl, .ndjson or .parquet",
                 match other {
                     Some(e) => format!("the extension .{e}"),
                     None => "no extension".to_string(),
@@ -111,6 +117,10 @@ enum Source {
         reader: BufReader<File>,
         line: usize,
     },
+    Parquet {
+        rows: parquet::record::reader::RowIter<'static>,
+        row: usize,
+    },
 }
 
 impl Rows {
@@ -161,6 +171,15 @@ impl Rows {
                 reader: BufReader::new(File::open(path).map_err(|e| Error::io(path, e))?),
                 line: 0,
             },
+            Format::Parquet => {
+                let file = File::open(path).map_err(|e| Error::io(path, e))?;
+                let reader = parquet::file::serialized_reader::SerializedFileReader::new(file)
+                    .map_err(|e| parquet_error(path, 0, e))?;
+                Source::Parquet {
+                    rows: reader.into_iter(),
+                    row: 0,
+                }
+            }
         };
         Ok(Rows {
             path: path.to_path_buf(),
@@ -193,6 +212,21 @@ impl Rows {
                         header: header.clone(),
                         values: record.iter().map(str::to_string).collect(),
                     },
+                }))
+            }
+            Source::Parquet { rows, row } => {
+                let Some(record) = rows.next() else {
+                    return Ok(None);
+                };
+                *row += 1;
+                let record = record.map_err(|e| parquet_error(path, *row, e))?;
+                let map = record
+                    .get_column_iter()
+                    .map(|(name, field)| (name.clone(), parquet_value(field)))
+                    .collect();
+                Ok(Some(Row {
+                    line: *row,
+                    fields: Fields::Object(map),
                 }))
             }
             Source::Lines { reader, line } => loop {
@@ -288,6 +322,59 @@ pub fn describe(value: &Value) -> String {
         Value::Array(_) => format!("the list {}", shown(value)),
         Value::Object(_) => format!("the object {}", shown(value)),
     }
+}
+
+/// A Parquet value as JSON: numbers, strings and booleans as themselves, lists as lists,
+/// structs and maps as objects, anything else (dates, bytes, decimals) as its text.
+fn parquet_value(field: &parquet::record::Field) -> Value {
+    use parquet::record::Field;
+    match field {
+        Field::Null => Value::Null,
+        Field::Bool(b) => Value::Bool(*b),
+        Field::Byte(n) => Value::from(*n),
+        Field::Short(n) => Value::from(*n),
+        Field::Int(n) => Value::from(*n),
+        Field::Long(n) => Value::from(*n),
+        Field::UByte(n) => Value::from(*n),
+        Field::UShort(n) => Value::from(*n),
+        Field::UInt(n) => Value::from(*n),
+        Field::ULong(n) => Value::from(*n),
+        Field::Float(x) => Value::from(*x),
+        Field::Double(x) => Value::from(*x),
+        Field::Str(s) => Value::String(s.clone()),
+        Field::ListInternal(list) => {
+            Value::Array(list.elements().iter().map(parquet_value).collect())
+        }
+        Field::Group(row) => Value::Object(
+            row.get_column_iter()
+                .map(|(name, field)| (name.clone(), parquet_value(field)))
+                .collect(),
+        ),
+        Field::MapInternal(map) => Value::Object(
+            map.entries()
+                .iter()
+                .map(|(key, value)| {
+                    (
+                        key.to_string().trim_matches('"').to_string(),
+                        parquet_value(value),
+                    )
+                })
+                .collect(),
+        ),
+        other => Value::String(other.to_string()),
+    }
+}
+
+/// A Parquet error at row `row` (0: the file's metadata).
+fn parquet_error(path: &Path, row: usize, e: parquet::errors::ParquetError) -> Error {
+    let found = e.to_string();
+    let expected = if found.contains("Disabled feature") {
+        "a Parquet file compressed with snappy, or not at all (what pyarrow and `datasets` \
+         write by default); rewrite it with pyarrow's `compression=\"snappy\"`"
+    } else {
+        "a well-formed Parquet file"
+    };
+    Error::parse(path, row, expected, found)
 }
 
 fn csv_error(path: &Path, e: csv::Error) -> Error {
