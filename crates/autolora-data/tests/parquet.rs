@@ -14,8 +14,11 @@ fn fixture(name: &str) -> PathBuf {
     common::reference_dir().join("parquet").join(name)
 }
 
-/// Every row of a file as (row number, column -> value), columns in the file's order.
-fn rows(name: &str) -> anyhow::Result<Vec<(usize, Vec<(String, Value)>)>> {
+/// A row as read: its number and its (column, value) pairs.
+type Fields = (usize, Vec<(String, Value)>);
+
+/// Every row of a file, columns sorted by name.
+fn rows(name: &str) -> anyhow::Result<Vec<Fields>> {
     let mut out = Vec::new();
     for row in Rows::open(&fixture(name))? {
         let row = row?;
