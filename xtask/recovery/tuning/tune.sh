@@ -41,6 +41,16 @@ for rho in 0.1 0.05; do
   row "tuning-$rho-svd" --set task.planted.rho=$rho "${svd[@]}"
   reread "tuning-$rho-svd-ablation" "tuning-$rho-svd" ablation --set task.planted.rho=$rho "${svd[@]}"
 done
+# Third round, rho 0.05: gradual pruning, a longer warm-up, a larger inner learning rate.
+rho05=(--set task.planted.rho=0.05)
+row tuning-0.05-prune10 "${rho05[@]}" "${default[@]}" --set search.prune_every=10 \
+  --set search.prune_until=380
+row tuning-0.05-prune-late "${rho05[@]}" "${default[@]}" --set search.steps=500 \
+  --set search.outer_every=2 --set search.prune_every=25 --set search.prune_until=450
+row tuning-0.05-warmup600 "${rho05[@]}" "${default[@]}" --set search.warmup_steps=600 \
+  --set search.steps=700
+row tuning-0.05-lr3e-3 "${rho05[@]}" "${default[@]}" --set search.inner_lr=3e-3
+row tuning-0.05-svd-lr3e-3 "${rho05[@]}" "${svd[@]}" --set search.inner_lr=3e-3
 "$python" - <<'PY'
 import glob, json, tomllib
 from scipy.stats import spearmanr
@@ -49,6 +59,9 @@ for run in sorted(glob.glob("runs/tuning/*/ranks.json")):
     path = "xtask/recovery/patterns/depth.toml" if name.startswith("depth") else "xtask/recovery/tuning/pattern.toml"
     planted = tomllib.load(open(path, "rb"))["ranks"]
     modules = json.load(open(run))["modules"]
-    rho = spearmanr([m["rank"] for m in modules], [planted.get(m["name"], 0) for m in modules])[0]
-    print(f"{name:24} spearman {rho:.2f}")
+    searched = [m["rank"] for m in modules]
+    wanted = [planted.get(m["name"], 0) for m in modules]
+    rho = spearmanr(searched, wanted)[0]
+    false_positives = sum(s > 0 and w == 0 for s, w in zip(searched, wanted))
+    print(f"{name:28} spearman {rho:.2f} false positives {false_positives}")
 PY
