@@ -35,12 +35,15 @@
 pub mod assets;
 pub mod atomic;
 pub mod batch;
+pub mod chat;
 pub mod conll;
 pub mod e2e;
 pub mod error;
 pub mod example;
 pub mod glue;
 pub mod labels;
+pub mod lm_encode;
+pub mod lm_files;
 pub mod metrics;
 pub mod records;
 pub mod rng;

@@ -91,6 +91,31 @@ impl Row {
         }
     }
 
+    /// The field `column`, or an error at the row's line listing the columns it has.
+    pub fn require(&self, path: &Path, column: &str) -> Result<Value> {
+        self.get(column).ok_or_else(|| {
+            Error::parse(
+                path,
+                self.line,
+                format!("a column `{column}`"),
+                format!("the columns {}", self.columns().join(", ")),
+            )
+        })
+    }
+
+    /// The string in `column`, or an error naming what the column holds instead.
+    pub fn string(&self, path: &Path, column: &str) -> Result<String> {
+        match self.require(path, column)? {
+            Value::String(s) => Ok(s),
+            other => Err(Error::parse(
+                path,
+                self.line,
+                format!("a string in `{column}`"),
+                describe(&other),
+            )),
+        }
+    }
+
     /// The row's column names: a CSV header's in its order, a JSON object's alphabetically.
     pub fn columns(&self) -> Vec<&str> {
         match &self.fields {

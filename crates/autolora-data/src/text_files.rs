@@ -86,11 +86,11 @@ pub fn read_text_file(
             continue;
         }
         let text_b = match pair {
-            Some(column) => Some(text(path, &row, column)?),
+            Some(column) => Some(row.string(path, column)?),
             None => None,
         };
         examples.push(RawExample {
-            text_a: text(path, &row, &columns.text)?,
+            text_a: row.string(path, &columns.text)?,
             text_b,
             label: label(path, &row, &columns.label)?,
             line: row.line,
@@ -179,31 +179,8 @@ impl RawTextFile {
     }
 }
 
-fn field(path: &Path, row: &Row, column: &str) -> Result<Value> {
-    row.get(column).ok_or_else(|| {
-        Error::parse(
-            path,
-            row.line,
-            format!("a column `{column}`"),
-            format!("the columns {}", row.columns().join(", ")),
-        )
-    })
-}
-
-fn text(path: &Path, row: &Row, column: &str) -> Result<String> {
-    match field(path, row, column)? {
-        Value::String(s) => Ok(s),
-        other => Err(Error::parse(
-            path,
-            row.line,
-            format!("a string in `{column}`"),
-            describe(&other),
-        )),
-    }
-}
-
 fn label(path: &Path, row: &Row, column: &str) -> Result<Option<String>> {
-    match field(path, row, column)? {
+    match row.require(path, column)? {
         Value::Null => Ok(None),
         Value::String(s) if s.trim().is_empty() => Ok(None),
         Value::String(s) => Ok(Some(s.trim().to_string())),
