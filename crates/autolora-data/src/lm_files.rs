@@ -181,11 +181,7 @@ fn messages(path: &Path, row: &Row, column: &str) -> Result<Vec<Message>> {
 mod tests {
     use super::*;
 
-    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+    use crate::records::test_file as file;
 
     fn read(path: &Path) -> Result<LmFile> {
         read_lm_file(path, &LmColumns::default(), |_| true)

@@ -475,15 +475,19 @@ pub fn check_quotes(path: &Path, delimiter: u8) -> Result<()> {
     Ok(())
 }
 
+/// Writes `text` to `dir/name`: the fixture files of this crate's unit tests.
+#[cfg(test)]
+pub(crate) fn test_file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
+    let path = dir.path().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+    use super::test_file as file;
 
     fn read(path: &Path) -> Result<Vec<Row>> {
         Rows::open(path)?.collect()

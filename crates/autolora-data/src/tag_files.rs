@@ -187,15 +187,9 @@ fn strings(path: &Path, row: &Row, column: &str, names: Option<&[String]>) -> Re
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
 
-    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+    use crate::records::test_file as file;
 
     fn tags(file: &TaggedFile) -> Vec<Vec<&str>> {
         file.sentences

@@ -199,11 +199,7 @@ fn label(path: &Path, row: &Row, column: &str) -> Result<Option<String>> {
 mod tests {
     use super::*;
 
-    fn file(dir: &tempfile::TempDir, name: &str, text: &str) -> PathBuf {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
+    use crate::records::test_file as file;
 
     fn all(path: &Path) -> Result<RawTextFile> {
         read_text_file(path, &TextColumns::default(), |_| true)
