@@ -77,8 +77,8 @@ pub struct TaskConfig {
     /// The planted-rank task (`name = "planted"`).
     pub planted: PlantedSettings,
     /// Your own files instead of a built-in task (`name` is then not read):
-    /// `text-classification`, `text-regression` or `token-classification`, read from `train_file` (and `dev_file`,
-    /// `test_file`) in CSV, TSV or JSON Lines.
+    /// `text-classification`, `text-regression`, `token-classification` or `causal-lm`, read
+    /// from `train_file` (and `dev_file`, `test_file`) in CSV, TSV, JSON Lines or Parquet.
     pub kind: Option<FileTask>,
     /// The training file of `kind`.
     pub train_file: Option<PathBuf>,
@@ -107,6 +107,10 @@ pub enum FileTask {
     TextRegression,
     /// One tag per word, scored by entity F1.
     TokenClassification,
+    /// Causal language modelling on prompt/completion pairs, conversations or plain text,
+    /// scored by loss and perplexity (and, with `generate.evaluate`, exact match and ROUGE-L
+    /// of decoded answers).
+    CausalLm,
 }
 
 /// The column names of `task.kind`'s files.
@@ -123,18 +127,29 @@ pub struct ColumnSettings {
     pub tokens: String,
     /// One tag per word (token classification).
     pub tags: String,
+    /// The prompt of a prompt/completion pair (causal LM; not trained on).
+    pub prompt: String,
+    /// The completion of a pair (causal LM; trained on).
+    pub completion: String,
+    /// A conversation: a list of `{role, content}` objects (causal LM; trained on the
+    /// assistant's turns). Plain text (trained on entirely) is read from `text`.
+    pub messages: String,
 }
 
 impl Default for ColumnSettings {
     fn default() -> Self {
         let columns = autolora_data::text_files::TextColumns::default();
         let tagging = autolora_data::tag_files::TagColumns::default();
+        let lm = autolora_data::lm_files::LmColumns::default();
         ColumnSettings {
             text: columns.text,
             text_pair: columns.text_pair,
             label: columns.label,
             tokens: tagging.tokens,
             tags: tagging.tags,
+            prompt: lm.prompt,
+            completion: lm.completion,
+            messages: lm.messages,
         }
     }
 }
@@ -145,6 +160,16 @@ impl ColumnSettings {
         autolora_data::tag_files::TagColumns {
             tokens: self.tokens.clone(),
             tags: self.tags.clone(),
+        }
+    }
+
+    /// The data crate's form for causal LM.
+    pub fn lm_columns(&self) -> autolora_data::lm_files::LmColumns {
+        autolora_data::lm_files::LmColumns {
+            prompt: self.prompt.clone(),
+            completion: self.completion.clone(),
+            messages: self.messages.clone(),
+            text: self.text.clone(),
         }
     }
 
@@ -405,6 +430,10 @@ pub struct GenerateConfig {
     pub no_repeat_ngram_size: usize,
     /// Score METEOR through its Java implementation when Java and the jar are found.
     pub meteor: bool,
+    /// `task.kind = "causal-lm"`: also decode an answer to every evaluation prompt (a pair's
+    /// prompt; a conversation up to its last assistant turn) and score it against the
+    /// reference by exact match and ROUGE-L. Slow: one decode per row. E2E always decodes.
+    pub evaluate: bool,
 }
 
 impl Default for GenerateConfig {
@@ -417,6 +446,7 @@ impl Default for GenerateConfig {
             length_penalty: protocol.length_penalty,
             no_repeat_ngram_size: protocol.no_repeat_ngram_size,
             meteor: true,
+            evaluate: false,
         }
     }
 }

@@ -12,40 +12,23 @@
 //! references of that MR with BLEU, NIST, METEOR (when Java and the jar are found), ROUGE-L
 //! and CIDEr, as the E2E challenge's script does.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use autolora_data::e2e::{E2eSplit, read_e2e};
-use autolora_data::metrics::{Meteor, e2e_scores};
+use autolora_data::metrics::Meteor;
 use autolora_data::tokenize::{Encoded, EncodedSet, IGNORE_INDEX, Target};
-use autolora_models::Model;
-use autolora_models::generate::{GenerationConfig, generate};
 use tch::Device;
 use tokenizers::Tokenizer;
 
 use crate::config::RunConfig;
-use crate::progress::Progress;
+use crate::generation::{GenerationSet, Scoring};
 use crate::task::{EvalSet, Role, TaskData, TaskSpec};
 
 /// Test-file names tried, in order: the official release's test set with references, then a
 /// `testset.csv` (used only if it has a `ref` column).
 const TEST_FILES: &[&str] = &["testset_w_refs.csv", "testset.csv"];
-
-/// An evaluation split of a generation task: one prompt per distinct input.
-pub struct GenerationSet {
-    /// Prompt token ids (linearised MR + separator), one per MR.
-    pub prompts: Vec<Vec<i64>>,
-    /// All references of each MR.
-    pub references: Vec<Vec<String>>,
-    /// How to decode.
-    pub config: GenerationConfig,
-    /// Turns generated ids back into text.
-    pub tokenizer: Arc<Tokenizer>,
-    /// The METEOR installation, if one was found (and METEOR is wanted).
-    pub meteor: Option<Meteor>,
-}
 
 /// Loads the E2E task: `trainset.csv`, `devset.csv` and the test set from `task.data_dir` (or
 /// the `e2e` asset).
@@ -104,13 +87,7 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
         );
     }
 
-    let generation = GenerationConfig {
-        max_new_tokens: config.generate.max_new_tokens,
-        num_beams: config.generate.num_beams,
-        length_penalty: config.generate.length_penalty,
-        no_repeat_ngram_size: config.generate.no_repeat_ngram_size,
-        eos_token_ids: eos.clone(),
-    };
+    let generation = crate::generation::decoding(config, &eos);
     let meteor = if config.generate.meteor {
         let found = Meteor::locate();
         if found.is_none() {
@@ -146,7 +123,9 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
                     .collect(),
                 config: generation.clone(),
                 tokenizer: Arc::clone(&tokenizer),
-                meteor: meteor.clone(),
+                scoring: Scoring::E2e {
+                    meteor: meteor.clone(),
+                },
             }),
         });
     }
@@ -256,55 +235,6 @@ impl PairEncoder<'_> {
             truncated_words: 0,
         })
     }
-}
-
-/// Generates for every MR of `set` and scores the outputs: `bleu`, `nist`, `meteor` (only
-/// when METEOR ran), `rouge_l`, `cider`, and `empty_outputs`.
-pub fn score(model: &dyn Model, name: &str, set: &GenerationSet) -> Result<BTreeMap<String, f64>> {
-    let lm = model
-        .as_causal_lm()
-        .ok_or_else(|| anyhow!("generation needs a model with a language-model head"))?;
-    let mut progress = Progress::new(&format!("gen {name}"), set.prompts.len() as u64, 0);
-    let mut hypotheses = Vec::with_capacity(set.prompts.len());
-    for prompt in &set.prompts {
-        let out = generate(lm, prompt, &set.config)?;
-        let ids: Vec<u32> = out
-            .tokens
-            .iter()
-            .filter(|t| !set.config.eos_token_ids.contains(t))
-            .map(|&t| u32::try_from(t).unwrap_or(0))
-            .collect();
-        let text = set
-            .tokenizer
-            .decode(&ids, true)
-            .map_err(|e| anyhow!("decoding generated tokens: {e}"))?;
-        // One output line per MR, as the challenge's script reads them.
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        tracing::debug!(split = name, output = %text, "generated");
-        progress.advance(&format!("{} tokens", out.tokens.len()));
-        hypotheses.push(text);
-    }
-    progress.finish();
-    let empty = hypotheses.iter().filter(|h| h.is_empty()).count();
-    let scores = match e2e_scores(&hypotheses, &set.references, set.meteor.as_ref()) {
-        Ok(scores) => scores,
-        // A METEOR failure (Java error) must not lose the other metrics.
-        Err(err) if set.meteor.is_some() => {
-            eprintln!("e2e: METEOR failed ({err}); reporting the other metrics");
-            e2e_scores(&hypotheses, &set.references, None)?
-        }
-        Err(err) => return Err(err.into()),
-    };
-    let mut out = BTreeMap::new();
-    out.insert("bleu".to_string(), scores.bleu);
-    out.insert("nist".to_string(), scores.nist);
-    if let Some(m) = scores.meteor {
-        out.insert("meteor".to_string(), m);
-    }
-    out.insert("rouge_l".to_string(), scores.rouge_l);
-    out.insert("cider".to_string(), scores.cider);
-    out.insert("empty_outputs".to_string(), empty as f64);
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -25,9 +25,6 @@ pub fn all(model: &dyn Model, session: &Session) -> Result<Scores> {
 /// Scores `model` on one split.
 pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeMap<String, f64>> {
     let _guard = tch::no_grad_guard();
-    if let Some(generation) = &set.generation {
-        return crate::e2e::score(model, &set.name, generation);
-    }
     match spec {
         TaskSpec::Tagging { labels } => {
             let (gold, predicted) = tagging_predictions(set, labels, |batch| {
@@ -73,11 +70,48 @@ pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeM
             "kl".to_string(),
             soft_target_kl(model, &set.batches).with_context(|| format!("scoring {}", set.name))?,
         )])),
-        TaskSpec::Generation => anyhow::bail!(
-            "the `{}` split of a generation task has no prompts to generate from",
-            set.name
-        ),
+        TaskSpec::LanguageModel => {
+            let loss =
+                token_loss(model, &set.batches).with_context(|| format!("scoring {}", set.name))?;
+            let mut out = BTreeMap::from([
+                ("loss".to_string(), loss),
+                ("perplexity".to_string(), loss.exp()),
+            ]);
+            if let Some(generation) = &set.generation {
+                out.extend(crate::generation::score(model, &set.name, generation)?);
+            }
+            Ok(out)
+        }
+        TaskSpec::Generation => match &set.generation {
+            Some(generation) => crate::generation::score(model, &set.name, generation),
+            None => anyhow::bail!(
+                "the `{}` split of a generation task has no prompts to generate from",
+                set.name
+            ),
+        },
     }
+}
+
+/// The causal-LM loss per trained token over every batch: each batch's mean weighted by the
+/// tokens it predicts (labels after the first position that are not ignored), so the result
+/// does not depend on how the rows were batched.
+fn token_loss(model: &dyn Model, batches: &[DeviceBatch]) -> Result<f64> {
+    let (mut sum, mut tokens) = (0.0, 0.0);
+    for batch in batches {
+        let seq = batch.labels.size()[1];
+        let n = batch
+            .labels
+            .narrow(1, 1, seq - 1)
+            .ne(IGNORE_INDEX)
+            .sum(Kind::Double)
+            .double_value(&[]);
+        if n > 0.0 {
+            sum += batch.loss(model, false)?.double_value(&[]) * n;
+            tokens += n;
+        }
+    }
+    anyhow::ensure!(tokens > 0.0, "no tokens to predict");
+    Ok(sum / tokens)
 }
 
 /// KL from the batches' target distributions to the model's, averaged over every real token
@@ -238,6 +272,42 @@ left VBD B-VP O
         assert!(close(s.precision, 2.0 / 3.0), "precision {}", s.precision);
         assert!(close(s.recall, 0.5), "recall {}", s.recall);
         assert!(close(s.f1, 4.0 / 7.0), "f1 {}", s.f1);
+        Ok(())
+    }
+
+    #[test]
+    fn language_model_loss_is_per_token_whatever_the_batching() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("pairs.jsonl");
+        // Completions of different lengths, so batch means differ from the token mean.
+        let rows: Vec<String> = (0..9)
+            .map(|i| {
+                let answer = "so ".repeat(1 + i % 4);
+                format!("{{\"prompt\": \"row {i}: \", \"completion\": \"{answer}\"}}")
+            })
+            .collect();
+        std::fs::write(&path, rows.join("\n"))?;
+        let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-gpt2");
+        let model = autolora_models::load_model(
+            &model_dir,
+            autolora_models::Task::CausalLm,
+            &autolora_models::LoadOptions::default(),
+        )?;
+        let mut config = RunConfig::default();
+        config.task.kind = Some(crate::config::FileTask::CausalLm);
+        config.task.train_file = Some(path.clone());
+        config.task.dev_file = Some(path);
+        let mut losses = Vec::new();
+        for batch_size in [1, 4, 9] {
+            config.train.eval_batch_size = batch_size;
+            let data = TaskData::load(&config, &model_dir, Device::Cpu)?;
+            let scores = split(model.as_ref(), &data.evals[0], &data.spec)?;
+            losses.push(scores["loss"]);
+        }
+        assert!(
+            losses.iter().all(|l| (l - losses[0]).abs() < 1e-5),
+            "{losses:?}"
+        );
         Ok(())
     }
 }

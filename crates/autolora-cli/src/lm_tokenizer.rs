@@ -1,4 +1,5 @@
-//! The tokenizer of a causal language model folder, and its end-of-text tokens.
+//! The tokenizer of a causal language model folder, its end-of-text tokens and its chat
+//! template.
 //!
 //! A folder normally holds a `tokenizer.json`. GPT-2 as OpenAI released it ships only the
 //! byte-level BPE files `encoder.json` + `vocab.bpe` (the `gpt2-bpe` asset), the same data as
@@ -7,11 +8,17 @@
 //! decoder, and `<|endoftext|>` as a special token. A llama.cpp GGUF model (the file, or a
 //! folder holding one `.gguf` and no `config.json`) carries its tokenizer and end-of-text id
 //! in its metadata.
+//!
+//! The chat template is looked up as transformers does: `chat_template.jinja` in the folder,
+//! else `tokenizer_config.json`'s `chat_template` (a string, or a list of named templates of
+//! which `default` is used), else a GGUF file's `tokenizer.chat_template`.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use autolora_data::chat::ChatTemplate;
 use autolora_models::gguf::{GgufFile, tokenizer_from_gguf};
+use serde_json::Value;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::models::bpe::BPE;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -111,6 +118,85 @@ pub fn eos_ids(model_dir: &Path, tokenizer: &Tokenizer) -> Result<Vec<i64>> {
         })
 }
 
+/// The model's chat template (see the module docs), compiled with the texts of its BOS and
+/// EOS tokens; `None` when the model has none.
+pub fn chat_template(model_dir: &Path, tokenizer: &Tokenizer) -> Result<Option<ChatTemplate>> {
+    let config_path = model_dir.join("tokenizer_config.json");
+    let config: Option<Value> = match std::fs::read_to_string(&config_path) {
+        Ok(text) => Some(
+            serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", config_path.display()))?,
+        ),
+        Err(_) => None,
+    };
+    // `bos_token` / `eos_token`: a string, or an added-token object with its `content`.
+    let special = |key: &str| -> Option<String> {
+        let value = config.as_ref()?.get(key)?;
+        value
+            .as_str()
+            .or_else(|| value.get("content")?.as_str())
+            .map(str::to_string)
+    };
+    let jinja = model_dir.join("chat_template.jinja");
+    if jinja.is_file() {
+        let source = std::fs::read_to_string(&jinja)
+            .with_context(|| format!("reading {}", jinja.display()))?;
+        let (bos, eos) = (special("bos_token"), special("eos_token"));
+        return compile(&source, &jinja.display().to_string(), bos, eos).map(Some);
+    }
+    if let Some(template) = config.as_ref().and_then(|c| c.get("chat_template")) {
+        let origin = format!("{}: chat_template", config_path.display());
+        let source = match template {
+            Value::String(source) => source.clone(),
+            Value::Array(named) => named
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str())
+                .map(str::to_string)
+                .with_context(|| {
+                    format!("{origin} is a list of named templates without a `default` one")
+                })?,
+            other => bail!("{origin} is neither a string nor a list of templates: {other}"),
+        };
+        let (bos, eos) = (special("bos_token"), special("eos_token"));
+        return compile(&source, &origin, bos, eos).map(Some);
+    }
+    let Some(path) = autolora_models::gguf_file(model_dir) else {
+        return Ok(None);
+    };
+    let file = GgufFile::open(&path)?;
+    let Some(source) = file
+        .metadata
+        .get("tokenizer.chat_template")
+        .and_then(|v| v.as_str())
+    else {
+        return Ok(None);
+    };
+    let token = |key: &str| -> Option<String> {
+        let id = file.require_int(key).ok()?;
+        tokenizer.id_to_token(u32::try_from(id).ok()?)
+    };
+    let origin = format!("{}: tokenizer.chat_template", path.display());
+    compile(
+        source,
+        &origin,
+        token("tokenizer.ggml.bos_token_id"),
+        token("tokenizer.ggml.eos_token_id"),
+    )
+    .map(Some)
+}
+
+fn compile(
+    source: &str,
+    origin: &str,
+    bos: Option<String>,
+    eos: Option<String>,
+) -> Result<ChatTemplate> {
+    let (bos, eos) = (bos.unwrap_or_default(), eos.unwrap_or_default());
+    tracing::info!(%origin, "chat template");
+    Ok(ChatTemplate::new(source, origin, &bos, &eos)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +248,49 @@ mod tests {
         )?;
         let tokenizer = Tokenizer::new(BPE::default());
         assert_eq!(eos_ids(dir.path(), &tokenizer)?, [5, 7]);
+        Ok(())
+    }
+
+    #[test]
+    fn chat_templates_are_found_where_transformers_looks() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let tokenizer = Tokenizer::new(BPE::default());
+        assert!(chat_template(dir.path(), &tokenizer)?.is_none());
+        let hello = [autolora_data::chat::Message {
+            role: "user".into(),
+            content: "hi".into(),
+        }];
+        let config = dir.path().join("tokenizer_config.json");
+        std::fs::write(
+            &config,
+            r#"{"bos_token": {"content": "<s>"}, "eos_token": "</s>",
+                "chat_template": "{{ bos_token }}{{ messages[0].content }}{{ eos_token }}"}"#,
+        )?;
+        let found = chat_template(dir.path(), &tokenizer)?.expect("a template");
+        assert_eq!(found.render(&hello, false)?, "<s>hi</s>");
+        std::fs::write(
+            &config,
+            r#"{"chat_template": [{"name": "tool_use", "template": "tools"},
+                                  {"name": "default", "template": "{{ messages[0].role }}"}]}"#,
+        )?;
+        let found = chat_template(dir.path(), &tokenizer)?.expect("a template");
+        assert_eq!(found.render(&hello, false)?, "user");
+        // The separate file wins over the config's.
+        std::fs::write(
+            dir.path().join("chat_template.jinja"),
+            "[{{ messages[0].content }}]",
+        )?;
+        let found = chat_template(dir.path(), &tokenizer)?.expect("a template");
+        assert_eq!(found.render(&hello, false)?, "[hi]");
+        std::fs::remove_file(dir.path().join("chat_template.jinja"))?;
+        std::fs::write(
+            &config,
+            r#"{"chat_template": [{"name": "tool_use", "template": "x"}]}"#,
+        )?;
+        let err = chat_template(dir.path(), &tokenizer)
+            .err()
+            .expect("no default");
+        assert!(err.to_string().contains("without a `default`"), "{err}");
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use tch::Device;
 
 use crate::batches::{DeviceBatch, StepBatches};
 use crate::config::{FileTask, RunConfig};
-use crate::e2e::GenerationSet;
+use crate::generation::GenerationSet;
 
 /// What the task predicts and how it is scored.
 #[derive(Debug, Clone)]
@@ -41,6 +41,9 @@ pub enum TaskSpec {
     /// Text generation with a causal language model (E2E), scored by BLEU and the E2E
     /// challenge's other metrics.
     Generation,
+    /// Causal language modelling on the user's files, scored by the mean loss per trained
+    /// token and its perplexity (lower is better).
+    LanguageModel,
     /// The planted-rank task: the teacher's token distributions over `classes` through a
     /// frozen random head scaled by `head_scale`, fitted by KL and scored by it (lower is
     /// better). See `planted.rs`.
@@ -66,7 +69,7 @@ impl TaskSpec {
                 }
             }
             TaskSpec::Regression => autolora_models::Task::Regression,
-            TaskSpec::Generation => autolora_models::Task::CausalLm,
+            TaskSpec::Generation | TaskSpec::LanguageModel => autolora_models::Task::CausalLm,
             TaskSpec::Planted { classes, .. } => autolora_models::Task::TokenClassification {
                 num_labels: *classes,
             },
@@ -105,6 +108,7 @@ impl TaskSpec {
             TaskSpec::Classification { .. } => "accuracy",
             TaskSpec::Regression => "pearson",
             TaskSpec::Generation => "bleu",
+            TaskSpec::LanguageModel => "perplexity",
             TaskSpec::Planted { .. } => "kl",
         }
     }
@@ -144,8 +148,11 @@ impl TaskData {
     /// Loads the task named in `config.task`.
     pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Self> {
         let name = config.task.name.as_str();
-        if name == "e2e" {
+        if name == "e2e" && config.task.kind.is_none() {
             return crate::e2e::load(config, model_dir, device);
+        }
+        if config.task.kind == Some(FileTask::CausalLm) {
+            return crate::lm_task::load(config, model_dir, device);
         }
         let tokenizer_path = autolora_models::tokenizer_path(model_dir)
             .with_context(|| format!("{} has no tokenizer.json", model_dir.display()))?;
@@ -426,7 +433,7 @@ fn load_files(
 
 /// Which rows of `path` the limit of `role` keeps, as a filter on row indices for a reader
 /// that streams the file: the subset [`limit`] keeps (the file is counted first).
-fn kept_rows(path: &Path, role: Role, config: &RunConfig) -> Result<impl FnMut(usize) -> bool> {
+pub fn kept_rows(path: &Path, role: Role, config: &RunConfig) -> Result<impl FnMut(usize) -> bool> {
     let kept = match role.cap(config) {
         Some(_) => subset(autolora_data::records::count(path)?, role, config),
         None => None,
@@ -440,7 +447,7 @@ fn kept_rows(path: &Path, role: Role, config: &RunConfig) -> Result<impl FnMut(u
 
 /// Without a `task.dev_file`: `task.dev_fraction` of the `n` training rows (per class where
 /// `classes` are given) held out as the development set, with a seed of its own.
-fn held_out_dev(config: &RunConfig, n: usize, classes: Option<&[usize]>) -> Result<Split> {
+pub fn held_out_dev(config: &RunConfig, n: usize, classes: Option<&[usize]>) -> Result<Split> {
     let task = &config.task;
     let held_out = SplitConfig {
         validation_fraction: task.dev_fraction,

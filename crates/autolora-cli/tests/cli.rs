@@ -619,6 +619,123 @@ fn own_files_run_end_to_end() -> Result<()> {
 }
 
 #[test]
+fn causal_lm_files_run_end_to_end() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // tiny-gpt2 with a chat template, as a model folder of the user's.
+    let model = dir.path().join("model");
+    std::fs::create_dir_all(&model)?;
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(fixtures().join("tiny-gpt2").join(file), model.join(file))?;
+    }
+    std::fs::write(
+        model.join("tokenizer_config.json"),
+        serde_json::json!({
+            "eos_token": "<|endoftext|>",
+            "chat_template": "{% for m in messages %}<{{ m.role }}>{{ m.content }}\n{% endfor %}\
+                              {% if add_generation_prompt %}<assistant>{% endif %}",
+        })
+        .to_string(),
+    )?;
+    let review = |i: usize| {
+        let words = ["good", "bad", "fine", "dull", "great", "odd"];
+        (format!("a {} film", words[i % 6]), ["yes", "no"][i % 2])
+    };
+    let lines =
+        |f: &dyn Fn(usize) -> Value| -> String { (0..30).map(|i| format!("{}\n", f(i))).collect() };
+    std::fs::write(
+        dir.path().join("pairs.jsonl"),
+        lines(&|i| {
+            let (text, answer) = review(i);
+            serde_json::json!({"prompt": format!("{text}? "), "completion": answer})
+        }),
+    )?;
+    std::fs::write(
+        dir.path().join("chat.jsonl"),
+        lines(&|i| {
+            let (text, answer) = review(i);
+            serde_json::json!({"messages": [
+                {"role": "user", "content": text},
+                {"role": "assistant", "content": answer},
+            ]})
+        }),
+    )?;
+    let mut csv = String::from("text\n");
+    for i in 0..30 {
+        csv.push_str(&format!("\"{}, said {i}\"\n", review(i).0));
+    }
+    std::fs::write(dir.path().join("text.csv"), csv)?;
+
+    let run = |name: &str, file: &str, evaluate: bool| -> Result<(Output, PathBuf)> {
+        let out = dir.path().join(name);
+        std::fs::create_dir_all(&out)?;
+        let config = run_file(&out, "compare_fixed_rank = false")?;
+        let task = format!(
+            "kind = \"causal-lm\"\ntrain_file = \"{}\"\ndev_fraction = 0.2",
+            dir.path().join(file).display()
+        );
+        let text = std::fs::read_to_string(&config)?
+            .replace(
+                &format!("data_dir = \"{}\"", fixtures().join("conll").display()),
+                &task,
+            )
+            .replace(
+                &fixtures().join("tiny-bert").display().to_string(),
+                &model.display().to_string(),
+            )
+            + &format!(
+                "\n[generate]\nevaluate = {evaluate}\nnum_beams = 1\nmax_new_tokens = 4\n\
+                 no_repeat_ngram_size = 0\n"
+            );
+        std::fs::write(&config, text)?;
+        Ok((
+            autolora(&["run", "--config", config.to_str().unwrap()])?,
+            out,
+        ))
+    };
+    let dev_scores = |out: &Path| -> Result<Value> {
+        let summary = json(&out.join("run/summary.json"))?;
+        let dev = summary["autolora"]["scores"]["dev"].clone();
+        let (loss, perplexity) = (dev["loss"].as_f64(), dev["perplexity"].as_f64());
+        let (Some(loss), Some(perplexity)) = (loss, perplexity) else {
+            panic!("no dev loss and perplexity in {summary}");
+        };
+        assert!(loss > 0.0 && (perplexity - loss.exp()).abs() < 1e-9 * perplexity);
+        Ok(dev)
+    };
+
+    // Pairs, answers decoded and scored.
+    let (output, out) = run("pairs", "pairs.jsonl", true)?;
+    let stdout = ok(output)?;
+    assert!(stdout.contains("6 of its 30 rows"), "{stdout}");
+    assert!(stdout.contains("dev perplexity"), "{stdout}");
+    let dev = dev_scores(&out)?;
+    for metric in ["exact_match", "rouge_l"] {
+        let value = dev[metric].as_f64();
+        assert!(value.is_some_and(|v| (0.0..=1.0).contains(&v)), "{dev}");
+    }
+    let adapter = json(&out.join("run/adapter/adapter_config.json"))?;
+    assert_eq!(adapter["task_type"], "CAUSAL_LM");
+
+    // Conversations through the model's chat template; plain text.
+    let (output, out) = run("chat", "chat.jsonl", true)?;
+    ok(output)?;
+    assert!(dev_scores(&out)?["exact_match"].is_number());
+    let (output, out) = run("text", "text.csv", false)?;
+    ok(output)?;
+    assert!(dev_scores(&out)?.get("exact_match").is_none());
+
+    // Plain text has no prompt to answer.
+    let (output, _) = run("text-answers", "text.csv", true)?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("text.csv:") && stderr.contains("found plain text"),
+        "{stderr}"
+    );
+    Ok(())
+}
+
+#[test]
 fn e2e_generation_runs_end_to_end() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let config = run_file(dir.path(), "")?;

@@ -13,12 +13,26 @@
 //! Examples longer than the maximum length are cut and counted; one whose cut leaves nothing
 //! to train on is an error naming its line.
 
+use std::path::Path;
+
 use tokenizers::Tokenizer;
 
-use crate::chat::ChatTemplate;
+use crate::chat::{ASSISTANT, ChatTemplate};
 use crate::error::{Error, Result};
-use crate::lm_files::{LmExample, LmFile};
+use crate::lm_files::{LmExample, LmFile, LmRow};
 use crate::tokenize::{Encoded, EncodedSet, IGNORE_INDEX, Target};
+
+/// An input error of one row, placed at its file and line.
+fn at_row(e: Error, path: &Path, line: usize) -> Error {
+    match e {
+        Error::InvalidInput {
+            what,
+            expected,
+            found,
+        } => Error::parse(path, line, expected, format!("{found} ({what})")),
+        other => other,
+    }
+}
 
 /// Tokenizes causal-LM examples.
 pub struct LmEncoder<'a> {
@@ -37,15 +51,9 @@ impl LmEncoder<'_> {
     pub fn encode_file(&self, file: &LmFile) -> Result<EncodedSet> {
         let mut examples = Vec::with_capacity(file.rows.len());
         for row in &file.rows {
-            let at = |e: Error| match e {
-                Error::InvalidInput {
-                    what,
-                    expected,
-                    found,
-                } => Error::parse(&file.path, row.line, expected, format!("{found} ({what})")),
-                other => other,
-            };
-            let (ids, labels) = self.tokens(&row.example).map_err(at)?;
+            let (ids, labels) = self
+                .tokens(&row.example)
+                .map_err(|e| at_row(e, &file.path, row.line))?;
             let cut = ids.len() > self.max_length;
             let keep = ids.len().min(self.max_length);
             // The first label is never predicted (nothing precedes it).
@@ -88,6 +96,56 @@ impl LmEncoder<'_> {
         })
     }
 
+    /// What an answer to `row` is decoded from, and the answer it is scored against: a pair's
+    /// prompt (with the tokenizer's special tokens) and completion; a conversation up to its
+    /// last assistant turn, rendered with the generation prompt, and that turn's content.
+    /// Plain text has no prompt: an error naming the file and line.
+    pub fn answer_prompt(&self, path: &Path, row: &LmRow) -> Result<(Vec<u32>, String)> {
+        let at = |e: Error| at_row(e, path, row.line);
+        match &row.example {
+            LmExample::Pair { prompt, completion } => {
+                Ok((self.ids(prompt, true).map_err(at)?, completion.clone()))
+            }
+            LmExample::Chat(messages) => {
+                let template = self.template().map_err(at)?;
+                let last = messages
+                    .iter()
+                    .rposition(|m| m.role == ASSISTANT)
+                    .ok_or_else(|| {
+                        Error::parse(
+                            path,
+                            row.line,
+                            "a conversation with an assistant turn",
+                            "none",
+                        )
+                    })?;
+                let text = template.render(&messages[..last], true).map_err(at)?;
+                Ok((
+                    self.ids(&text, false).map_err(at)?,
+                    messages[last].content.clone(),
+                ))
+            }
+            LmExample::Text(_) => Err(Error::parse(
+                path,
+                row.line,
+                "a prompt to decode an answer from (prompt/completion or messages)",
+                "plain text",
+            )),
+        }
+    }
+
+    /// The chat template a conversation needs.
+    fn template(&self) -> Result<&ChatTemplate> {
+        self.template.ok_or_else(|| {
+            Error::invalid(
+                "a conversation (`messages`)",
+                "a model with a chat template (tokenizer_config.json's `chat_template`, \
+                 chat_template.jinja, or a GGUF file's tokenizer.chat_template)",
+                "a model without one",
+            )
+        })
+    }
+
     /// The encoding of `text`: ids and byte offsets.
     fn encode(&self, text: &str, special: bool) -> Result<tokenizers::Encoding> {
         self.tokenizer
@@ -119,14 +177,7 @@ impl LmEncoder<'_> {
                 Ok((ids, labels))
             }
             LmExample::Chat(messages) => {
-                let template = self.template.ok_or_else(|| {
-                    Error::invalid(
-                        "a conversation (`messages`)",
-                        "a model with a chat template (tokenizer_config.json's `chat_template`, \
-                         chat_template.jinja, or a GGUF file's tokenizer.chat_template)",
-                        "a model without one",
-                    )
-                })?;
+                let template = self.template()?;
                 let rendered = template.render_with_spans(messages)?;
                 let encoding = self.encode(&rendered.text, false)?;
                 let ids = encoding.get_ids().to_vec();

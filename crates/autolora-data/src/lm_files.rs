@@ -75,6 +75,16 @@ pub struct LmFile {
     pub rows: Vec<LmRow>,
 }
 
+impl LmFile {
+    /// The rows at `indices`, in that order (a held-out development set).
+    pub fn select(&self, indices: &[usize]) -> LmFile {
+        LmFile {
+            path: self.path.clone(),
+            rows: indices.iter().map(|&i| self.rows[i].clone()).collect(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Layout {
     Pair,
