@@ -37,8 +37,8 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
         Some(dir) => dir.clone(),
         None => autolora_data::assets::fetch(autolora_data::assets::E2E)?,
     };
-    let tokenizer = Arc::new(crate::lm_tokenizer::load(model_dir)?);
-    let eos = crate::lm_tokenizer::eos_ids(model_dir, &tokenizer)?;
+    let tokenizer = Arc::new(crate::model_tokenizer::load(model_dir)?);
+    let eos = crate::model_tokenizer::eos_ids(model_dir, &tokenizer)?;
     let encoder = PairEncoder {
         tokenizer: &tokenizer,
         separator: eos[0],
@@ -246,7 +246,7 @@ mod tests {
     }
 
     fn fixture_tokenizer() -> Result<Tokenizer> {
-        crate::lm_tokenizer::load(&fixtures().join("tiny-gpt2"))
+        crate::model_tokenizer::load(&fixtures().join("tiny-gpt2"))
     }
 
     fn pair<'a>(input: &'a str, reference: &'a str) -> Pair<'a> {

@@ -24,10 +24,10 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
         .train_file
         .as_deref()
         .context("task.train_file is unset")?;
-    let tokenizer = Arc::new(crate::lm_tokenizer::load(model_dir)?);
-    let eos = crate::lm_tokenizer::eos_ids(model_dir, &tokenizer)?;
+    let tokenizer = Arc::new(crate::model_tokenizer::load(model_dir)?);
+    let eos = crate::model_tokenizer::eos_ids(model_dir, &tokenizer)?;
     let eos_id = u32::try_from(eos[0]).context("the end-of-text id is not a token id")?;
-    let template = crate::lm_tokenizer::chat_template(model_dir, &tokenizer)?;
+    let template = crate::model_tokenizer::chat_template(model_dir, &tokenizer)?;
     let columns = task.columns.lm_columns();
     let read = |path: &Path, role: Role| -> Result<LmFile> {
         Ok(read_lm_file(

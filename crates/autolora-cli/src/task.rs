@@ -154,9 +154,7 @@ impl TaskData {
         if config.task.kind == Some(FileTask::CausalLm) {
             return crate::lm_task::load(config, model_dir, device);
         }
-        let tokenizer_path = autolora_models::tokenizer_path(model_dir)
-            .with_context(|| format!("{} has no tokenizer.json", model_dir.display()))?;
-        let tokenizer = TextTokenizer::from_file(&tokenizer_path, config.task.max_length)?;
+        let tokenizer = crate::model_tokenizer::text_tokenizer(model_dir, config.task.max_length)?;
         if let Some(kind) = config.task.kind {
             return load_files(config, &tokenizer, device, kind);
         }

@@ -619,6 +619,60 @@ fn own_files_run_end_to_end() -> Result<()> {
 }
 
 #[test]
+fn own_files_run_on_decoders_and_gguf_models() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let rows: String = (0..40)
+        .map(|i| {
+            let (name, verb) = (["anna", "ole", "lea", "tomas"][i % 4], ["met", "sued"][i % 2]);
+            format!(
+                "{{\"text\": \"{name} {verb} oslo\", \"label\": \"{}\", \
+                 \"tokens\": [\"{name}\", \"{verb}\", \"oslo\"], \"tags\": [\"B-PER\", \"O\", \"B-LOC\"]}}\n",
+                ["met", "sued"][i % 2]
+            )
+        })
+        .collect();
+    let file = dir.path().join("rows.jsonl");
+    std::fs::write(&file, rows)?;
+    // GPT-2 (no pad token) classifies; the GGUF Llama, tokenizer from its metadata, tags.
+    for (name, model, kind, metric) in [
+        ("gpt2", "tiny-gpt2", "text-classification", "accuracy"),
+        (
+            "gguf",
+            "tiny-llama-gguf",
+            "token-classification",
+            "entity_f1",
+        ),
+    ] {
+        let out = dir.path().join(name);
+        std::fs::create_dir_all(&out)?;
+        let config = run_file(&out, "compare_fixed_rank = false")?;
+        let task = format!("kind = \"{kind}\"\ntrain_file = \"{}\"", file.display());
+        let text = std::fs::read_to_string(&config)?
+            .replace(
+                &format!("data_dir = \"{}\"", fixtures().join("conll").display()),
+                &task,
+            )
+            .replace(
+                &fixtures().join("tiny-bert").display().to_string(),
+                &fixtures().join(model).display().to_string(),
+            );
+        std::fs::write(&config, text)?;
+        let stdout = ok(autolora(&["run", "--config", config.to_str().unwrap()])?)?;
+        assert!(
+            stdout.contains("no pad token, so batches are padded with the end-of-text id"),
+            "{name}: {stdout}"
+        );
+        let summary = json(&out.join("run/summary.json"))?;
+        let score = summary["autolora"]["scores"]["dev"][metric].as_f64();
+        assert!(
+            score.is_some_and(|s| (0.0..=1.0).contains(&s)),
+            "{name}: {summary}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
 fn causal_lm_files_run_end_to_end() -> Result<()> {
     let dir = tempfile::tempdir()?;
     // tiny-gpt2 with a chat template, as a model folder of the user's.

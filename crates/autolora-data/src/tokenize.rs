@@ -26,6 +26,16 @@ pub const IGNORE_INDEX: i64 = -100;
 /// Pad tokens tried, in order, when the tokenizer file has no padding settings.
 const PAD_TOKENS: &[&str] = &["[PAD]", "<pad>", "<|padding|>"];
 
+/// The pad id a tokenizer names: its padding settings' id, else the id of a usual pad token
+/// (`[PAD]`, `<pad>`, `<|padding|>`). `None` for tokenizers without one (GPT-2's, many
+/// Llama files), which transformers' recipes pad with the end-of-text id.
+pub fn pad_token(tokenizer: &Tokenizer) -> Option<u32> {
+    match tokenizer.get_padding() {
+        Some(padding) => Some(padding.pad_id),
+        None => PAD_TOKENS.iter().find_map(|t| tokenizer.token_to_id(t)),
+    }
+}
+
 /// A tokenizer with padding and truncation under this crate's control.
 #[derive(Clone)]
 pub struct TextTokenizer {
@@ -142,31 +152,36 @@ pub struct EncodedSet {
 
 impl TextTokenizer {
     /// Loads `tokenizer.json`, turns its own padding and truncation off, and truncates to
-    /// `max_len` tokens (special tokens included).
+    /// `max_len` tokens (special tokens included). The pad id is the file's (see
+    /// [`pad_token`]); a tokenizer without one is an error (build it with
+    /// [`TextTokenizer::new`] and the pad id of your choice).
     pub fn from_file(path: &Path, max_len: usize) -> Result<Self> {
-        let tokenizer_error = |source| Error::Tokenizer {
-            path: path.to_path_buf(),
-            source,
-        };
         if !path.exists() {
             return Err(Error::io(
                 path,
                 std::io::Error::new(std::io::ErrorKind::NotFound, "tokenizer file not found"),
             ));
         }
-        let mut full = Tokenizer::from_file(path).map_err(tokenizer_error)?;
-        let pad_id = match full.get_padding() {
-            Some(padding) => padding.pad_id,
-            None => PAD_TOKENS
-                .iter()
-                .find_map(|t| full.token_to_id(t))
-                .ok_or_else(|| {
-                    Error::invalid(
-                        format!("tokenizer {}", path.display()),
-                        format!("padding settings or one of the tokens {PAD_TOKENS:?}"),
-                        "neither (set one with TextTokenizer::with_pad_id)",
-                    )
-                })?,
+        let full = Tokenizer::from_file(path).map_err(|source| Error::Tokenizer {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let pad_id = pad_token(&full).ok_or_else(|| {
+            Error::invalid(
+                format!("tokenizer {}", path.display()),
+                format!("padding settings or one of the tokens {PAD_TOKENS:?}"),
+                "neither (give a pad id to TextTokenizer::new)",
+            )
+        })?;
+        Self::new(full, path, max_len, pad_id)
+    }
+
+    /// Wraps `tokenizer` (read from `origin`, named in errors), turns its own padding and
+    /// truncation off, truncates to `max_len` tokens and pads batches with `pad_id`.
+    pub fn new(mut full: Tokenizer, origin: &Path, max_len: usize, pad_id: u32) -> Result<Self> {
+        let tokenizer_error = |source| Error::Tokenizer {
+            path: origin.to_path_buf(),
+            source,
         };
         if max_len < 4 {
             return Err(Error::invalid(
@@ -186,18 +201,12 @@ impl TextTokenizer {
             None => None,
         };
         Ok(TextTokenizer {
-            path: path.to_path_buf(),
+            path: origin.to_path_buf(),
             text: Limited::new(full, max_len).map_err(tokenizer_error)?,
             words,
             max_len,
             pad_id,
         })
-    }
-
-    /// Overrides the pad id (for tokenizers without a pad token, e.g. GPT-2's).
-    pub fn with_pad_id(mut self, pad_id: u32) -> Self {
-        self.pad_id = pad_id;
-        self
     }
 
     /// The id used to pad batches.

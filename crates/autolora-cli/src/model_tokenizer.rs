@@ -1,5 +1,5 @@
-//! The tokenizer of a causal language model folder, its end-of-text tokens and its chat
-//! template.
+//! The tokenizer of a model folder (or GGUF file), its pad and end-of-text tokens and its
+//! chat template.
 //!
 //! A folder normally holds a `tokenizer.json`. GPT-2 as OpenAI released it ships only the
 //! byte-level BPE files `encoder.json` + `vocab.bpe` (the `gpt2-bpe` asset), the same data as
@@ -9,6 +9,10 @@
 //! folder holding one `.gguf` and no `config.json`) carries its tokenizer and end-of-text id
 //! in its metadata.
 //!
+//! Batches are padded with the tokenizer's pad token; a tokenizer without one (GPT-2's, many
+//! Llama files) pads with the end-of-text id, as transformers' fine-tuning recipes set
+//! `pad_token = eos_token`. Padding positions are masked, so the choice never changes a score.
+//!
 //! The chat template is looked up as transformers does: `chat_template.jinja` in the folder,
 //! else `tokenizer_config.json`'s `chat_template` (a string, or a list of named templates of
 //! which `default` is used), else a GGUF file's `tokenizer.chat_template`.
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use autolora_data::chat::ChatTemplate;
+use autolora_data::tokenize::{TextTokenizer, pad_token};
 use autolora_models::gguf::{GgufFile, tokenizer_from_gguf};
 use serde_json::Value;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -34,7 +39,37 @@ const EOS_TOKENS: &[&str] = &["<|endoftext|>", "</s>", "<|end_of_text|>", "<|im_
 /// Loads the folder's tokenizer with its own padding and truncation switched off (batches are
 /// padded here and truncation is counted).
 pub fn load(model_dir: &Path) -> Result<Tokenizer> {
-    let mut tokenizer = match autolora_models::tokenizer_path(model_dir) {
+    let mut tokenizer = read(model_dir)?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| anyhow!("switching truncation off: {e}"))?;
+    Ok(tokenizer)
+}
+
+/// The tokenizer of the sentence and tagging tasks, cut to `max_length` tokens and padding
+/// with the pad token, or else the end-of-text id (see the module docs).
+pub fn text_tokenizer(model_dir: &Path, max_length: usize) -> Result<TextTokenizer> {
+    let tokenizer = read(model_dir)?;
+    let pad = match pad_token(&tokenizer) {
+        Some(pad) => pad,
+        None => {
+            let eos = eos_ids(model_dir, &tokenizer)?[0];
+            println!(
+                "{}: the tokenizer has no pad token, so batches are padded with the end-of-text \
+                 id {eos}",
+                model_dir.display()
+            );
+            u32::try_from(eos).context("the end-of-text id is not a token id")?
+        }
+    };
+    let origin = autolora_models::tokenizer_path(model_dir).unwrap_or(model_dir.to_path_buf());
+    Ok(TextTokenizer::new(tokenizer, &origin, max_length, pad)?)
+}
+
+/// The folder's tokenizer as stored.
+fn read(model_dir: &Path) -> Result<Tokenizer> {
+    Ok(match autolora_models::tokenizer_path(model_dir) {
         Some(path) => Tokenizer::from_file(&path)
             .map_err(|e| anyhow!("reading the tokenizer {}: {e}", path.display()))?,
         None => match autolora_models::gguf_file(model_dir) {
@@ -44,12 +79,7 @@ pub fn load(model_dir: &Path) -> Result<Tokenizer> {
             }
             None => from_bpe_files(model_dir)?,
         },
-    };
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(None)
-        .map_err(|e| anyhow!("switching truncation off: {e}"))?;
-    Ok(tokenizer)
+    })
 }
 
 fn find(dir: &Path, names: &[&str]) -> Option<PathBuf> {
