@@ -7,6 +7,7 @@ mod download;
 mod driver;
 mod experiment;
 mod gpu;
+mod own_data;
 mod provision;
 mod recovery;
 mod report;
@@ -97,6 +98,14 @@ enum Job {
         #[arg(long)]
         report: bool,
     },
+    /// Your own files, shown on real data: writes CoNLL-2003 as JSON Lines, the Rotten-Tomatoes
+    /// sentences as CSV and Parquet and as a chat file, and runs each run file of
+    /// xtask/own-data/ on them (docs/own-data.md).
+    OwnData {
+        /// A few steps on small subsets.
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Build the `cuda`-feature binaries for the GPU check (xtask/gpu/check.sh), pack them into
     /// .gpu-carry/ under the 64 MiB a device call may carry, and print that call.
     GpuPack {
@@ -137,6 +146,12 @@ fn main() -> Result<()> {
         }
         Job::Download { names } => download::run(&names),
         Job::Demo { smoke, overrides } => demo(smoke, &overrides),
+        Job::OwnData { smoke } => {
+            setup_default()?;
+            let assets = ["minilm", "conll2003", "rotten-tomatoes", "smollm2"];
+            download::run(&assets.map(String::from))?;
+            own_data::run(&build_cli()?, smoke)
+        }
         Job::Bench { quick, threads } => bench::run(quick, threads),
         Job::Experiment {
             plan,
