@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::{Result, anyhow};
 use autolora_data::metrics::{Meteor, accuracy, coco_tokenize, e2e_scores, rouge_l};
-use autolora_models::Model;
 use autolora_models::generate::{GenerationConfig, generate};
+use autolora_models::{CausalLm, Model};
 use tokenizers::Tokenizer;
 
 use crate::config::RunConfig;
@@ -75,24 +75,36 @@ fn decode_all(model: &dyn Model, name: &str, set: &GenerationSet) -> Result<Vec<
     let mut progress = Progress::new(&format!("gen {name}"), set.prompts.len() as u64, 0);
     let mut hypotheses = Vec::with_capacity(set.prompts.len());
     for prompt in &set.prompts {
-        let out = generate(lm, prompt, &set.config)?;
-        let ids: Vec<u32> = out
-            .tokens
-            .iter()
-            .filter(|t| !set.config.eos_token_ids.contains(t))
-            .map(|&t| u32::try_from(t).unwrap_or(0))
-            .collect();
-        let text = set
-            .tokenizer
-            .decode(&ids, true)
-            .map_err(|e| anyhow!("decoding generated tokens: {e}"))?;
-        let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let (text, tokens) = decode_one(lm, prompt, &set.config, &set.tokenizer)?;
         tracing::debug!(split = name, output = %text, "generated");
-        progress.advance(&format!("{} tokens", out.tokens.len()));
+        progress.advance(&format!("{tokens} tokens"));
         hypotheses.push(text);
     }
     progress.finish();
     Ok(hypotheses)
+}
+
+/// The output decoded from `prompt` as one line, and the number of tokens generated.
+pub fn decode_one(
+    lm: &dyn CausalLm,
+    prompt: &[i64],
+    config: &GenerationConfig,
+    tokenizer: &Tokenizer,
+) -> Result<(String, usize)> {
+    let out = generate(lm, prompt, config)?;
+    let ids: Vec<u32> = out
+        .tokens
+        .iter()
+        .filter(|t| !config.eos_token_ids.contains(t))
+        .map(|&t| u32::try_from(t).unwrap_or(0))
+        .collect();
+    let text = tokenizer
+        .decode(&ids, true)
+        .map_err(|e| anyhow!("decoding generated tokens: {e}"))?;
+    Ok((
+        text.split_whitespace().collect::<Vec<_>>().join(" "),
+        out.tokens.len(),
+    ))
 }
 
 fn e2e_metrics(

@@ -14,6 +14,7 @@ mod lm_task;
 mod metrics;
 mod model_tokenizer;
 mod planted;
+mod predict;
 mod progress;
 mod pruning;
 mod ranks;
@@ -68,6 +69,8 @@ enum Command {
     },
     /// Time one training or search step on random tokens and print it as JSON.
     Bench(bench::BenchArgs),
+    /// A finished run's adapter on a new file: one prediction per row, as JSON Lines.
+    Predict(predict::PredictArgs),
     /// Print a ranks.json as a table and draw its heatmap.
     Ranks {
         /// The ranks file.
@@ -208,6 +211,9 @@ fn dispatch(command: Command) -> Result<()> {
             export::run(&session, &adapter, merged.as_deref())
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Predict(args) => {
+            predict::run(&args.run, &args.input, &args.output, args.device.as_deref())
+        }
         Command::Ranks { path, heatmap } => {
             let ranks = ranks::RanksFile::load(&path)?;
             print!("{}", ranks.table());

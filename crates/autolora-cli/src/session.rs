@@ -221,24 +221,8 @@ impl Session {
         if config.run.threads > 0 {
             tch::set_num_threads(config.run.threads as i32);
         }
-        let device = match config.run.device.as_str() {
-            "cpu" => Device::Cpu,
-            "cuda" => {
-                if !tch::Cuda::is_available() {
-                    bail!(
-                        "run.device = \"cuda\" but libtorch sees no CUDA device (build with `--features cuda` on a GPU machine)"
-                    );
-                }
-                Device::Cuda(0)
-            }
-            _ => Device::cuda_if_available(),
-        };
-        let model_dir = match (&config.model.dir, &config.model.asset) {
-            (Some(dir), _) => dir.clone(),
-            (None, Some(asset)) => autolora_data::assets::fetch(asset)
-                .with_context(|| format!("fetching model asset `{asset}`"))?,
-            (None, None) => bail!("set model.dir or model.asset"),
-        };
+        let device = device(&config)?;
+        let model_dir = model_dir(&config)?;
         // The model is checked before the data are tokenized, which can take a while.
         autolora_models::check_model(&model_dir)
             .with_context(|| format!("checking the model in {}", model_dir.display()))?;
@@ -293,6 +277,32 @@ impl Session {
     /// A path inside the run directory.
     pub fn path(&self, name: impl AsRef<Path>) -> PathBuf {
         self.out_dir.join(name)
+    }
+}
+
+/// The device `run.device` names (`auto`: CUDA where libtorch sees it).
+pub fn device(config: &RunConfig) -> Result<Device> {
+    Ok(match config.run.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => {
+            if !tch::Cuda::is_available() {
+                bail!(
+                    "run.device = \"cuda\" but libtorch sees no CUDA device (build with `--features cuda` on a GPU machine)"
+                );
+            }
+            Device::Cuda(0)
+        }
+        _ => Device::cuda_if_available(),
+    })
+}
+
+/// The model folder (or GGUF file) of the settings: `model.dir`, or the fetched `model.asset`.
+pub fn model_dir(config: &RunConfig) -> Result<PathBuf> {
+    match (&config.model.dir, &config.model.asset) {
+        (Some(dir), _) => Ok(dir.clone()),
+        (None, Some(asset)) => autolora_data::assets::fetch(asset)
+            .with_context(|| format!("fetching model asset `{asset}`")),
+        (None, None) => bail!("set model.dir or model.asset"),
     }
 }
 

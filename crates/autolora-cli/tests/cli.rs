@@ -646,7 +646,10 @@ fn own_files_run_on_decoders_and_gguf_models() -> Result<()> {
         let out = dir.path().join(name);
         std::fs::create_dir_all(&out)?;
         let config = run_file(&out, "compare_fixed_rank = false")?;
-        let task = format!("kind = \"{kind}\"\ntrain_file = \"{}\"", file.display());
+        let task = format!(
+            "kind = \"{kind}\"\ntrain_file = \"{0}\"\ndev_file = \"{0}\"",
+            file.display()
+        );
         let text = std::fs::read_to_string(&config)?
             .replace(
                 &format!("data_dir = \"{}\"", fixtures().join("conll").display()),
@@ -668,6 +671,50 @@ fn own_files_run_on_decoders_and_gguf_models() -> Result<()> {
             score.is_some_and(|s| (0.0..=1.0).contains(&s)),
             "{name}: {summary}"
         );
+
+        // Predictions on the development file (here the training file) agree with its score.
+        let predictions = out.join("predictions.jsonl");
+        let run_dir = out.join("run");
+        let stdout = ok(autolora(&[
+            "predict",
+            "--run",
+            run_dir.to_str().unwrap(),
+            "--input",
+            file.to_str().unwrap(),
+            "--output",
+            predictions.to_str().unwrap(),
+        ])?)?;
+        assert!(stdout.contains("40 predictions written"), "{stdout}");
+        let rows: Vec<Value> = std::fs::read_to_string(&predictions)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        let gold: Vec<Value> = std::fs::read_to_string(&file)?
+            .lines()
+            .map(serde_json::from_str)
+            .collect::<Result<_, _>>()?;
+        assert_eq!(rows.len(), 40);
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(row["line"], i + 1, "{row}");
+        }
+        if metric == "accuracy" {
+            let right = rows
+                .iter()
+                .zip(&gold)
+                .filter(|(p, g)| p["label"] == g["label"])
+                .count();
+            assert!(
+                (right as f64 / 40.0 - score.unwrap()).abs() < 1e-12,
+                "{right} right"
+            );
+            let p = rows[0]["probabilities"].as_object().unwrap();
+            assert!((p.values().map(|v| v.as_f64().unwrap()).sum::<f64>() - 1.0).abs() < 1e-9);
+        } else {
+            assert!(
+                rows.iter()
+                    .all(|r| r["tags"].as_array().unwrap().len() == 3)
+            );
+        }
     }
     Ok(())
 }
@@ -769,6 +816,20 @@ fn causal_lm_files_run_end_to_end() -> Result<()> {
     }
     let adapter = json(&out.join("run/adapter/adapter_config.json"))?;
     assert_eq!(adapter["task_type"], "CAUSAL_LM");
+    let predictions = out.join("predictions.jsonl");
+    ok(autolora(&[
+        "predict",
+        "--run",
+        out.join("run").to_str().unwrap(),
+        "--input",
+        dir.path().join("pairs.jsonl").to_str().unwrap(),
+        "--output",
+        predictions.to_str().unwrap(),
+    ])?)?;
+    let generated = std::fs::read_to_string(&predictions)?;
+    assert_eq!(generated.lines().count(), 30);
+    let first: Value = serde_json::from_str(generated.lines().next().unwrap())?;
+    assert!(first["generated"].is_string(), "{first}");
 
     // Conversations through the model's chat template; plain text.
     let (output, out) = run("chat", "chat.jsonl", true)?;

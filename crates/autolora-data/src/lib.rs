@@ -41,6 +41,7 @@ pub mod e2e;
 pub mod error;
 pub mod example;
 pub mod glue;
+pub mod inputs;
 pub mod labels;
 pub mod lm_encode;
 pub mod lm_files;

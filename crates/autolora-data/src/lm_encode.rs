@@ -97,17 +97,20 @@ impl LmEncoder<'_> {
     }
 
     /// What an answer to `row` is decoded from, and the answer it is scored against: a pair's
-    /// prompt (with the tokenizer's special tokens) and completion; a conversation up to its
-    /// last assistant turn, rendered with the generation prompt, and that turn's content.
-    /// Plain text has no prompt: an error naming the file and line.
+    /// prompt and completion; a conversation up to its last assistant turn and that turn's
+    /// content (see [`LmEncoder::prompt`]). Plain text has no prompt: an error naming the file
+    /// and line.
     pub fn answer_prompt(&self, path: &Path, row: &LmRow) -> Result<(Vec<u32>, String)> {
         let at = |e: Error| at_row(e, path, row.line);
         match &row.example {
             LmExample::Pair { prompt, completion } => {
-                Ok((self.ids(prompt, true).map_err(at)?, completion.clone()))
+                let prompt = LmExample::Pair {
+                    prompt: prompt.clone(),
+                    completion: String::new(),
+                };
+                Ok((self.prompt(&prompt).map_err(at)?, completion.clone()))
             }
             LmExample::Chat(messages) => {
-                let template = self.template().map_err(at)?;
                 let last = messages
                     .iter()
                     .rposition(|m| m.role == ASSISTANT)
@@ -119,9 +122,9 @@ impl LmEncoder<'_> {
                             "none",
                         )
                     })?;
-                let text = template.render(&messages[..last], true).map_err(at)?;
+                let before = LmExample::Chat(messages[..last].to_vec());
                 Ok((
-                    self.ids(&text, false).map_err(at)?,
+                    self.prompt(&before).map_err(at)?,
                     messages[last].content.clone(),
                 ))
             }
@@ -131,6 +134,19 @@ impl LmEncoder<'_> {
                 "a prompt to decode an answer from (prompt/completion or messages)",
                 "plain text",
             )),
+        }
+    }
+
+    /// The ids a model continues from: a pair's prompt or a text (with the tokenizer's special
+    /// tokens; a pair's completion is not read), or a conversation rendered with the
+    /// generation prompt (the template writes the special tokens).
+    pub fn prompt(&self, example: &LmExample) -> Result<Vec<u32>> {
+        match example {
+            LmExample::Pair { prompt: text, .. } | LmExample::Text(text) => self.ids(text, true),
+            LmExample::Chat(messages) => {
+                let text = self.template()?.render(messages, true)?;
+                self.ids(&text, false)
+            }
         }
     }
 

@@ -133,7 +133,29 @@ pub fn read_lm_file(
     })
 }
 
+/// A training conversation: a [`conversation`] with an assistant turn to train on.
 fn messages(path: &Path, row: &Row, column: &str) -> Result<Vec<Message>> {
+    let out = conversation(path, row, column)?;
+    if !out.iter().any(|m| m.role == ASSISTANT) {
+        return Err(Error::parse(
+            path,
+            row.line,
+            format!("a conversation with at least one `{ASSISTANT}` turn to train on"),
+            format!(
+                "the roles {}",
+                out.iter()
+                    .map(|m| m.role.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// The non-empty list of `{role, content}` messages in `column` (a CSV cell holds it as JSON
+/// text).
+pub(crate) fn conversation(path: &Path, row: &Row, column: &str) -> Result<Vec<Message>> {
     let expected = format!("a list of {{\"role\", \"content\"}} objects in `{column}`");
     let wrong = |found: String| Error::parse(path, row.line, expected.clone(), found);
     let value = row.require(path, column)?;
@@ -169,20 +191,6 @@ fn messages(path: &Path, row: &Row, column: &str) -> Result<Vec<Message>> {
     }
     if out.is_empty() {
         return Err(wrong("an empty list".into()));
-    }
-    if !out.iter().any(|m| m.role == ASSISTANT) {
-        return Err(Error::parse(
-            path,
-            row.line,
-            format!("a conversation with at least one `{ASSISTANT}` turn to train on"),
-            format!(
-                "the roles {}",
-                out.iter()
-                    .map(|m| m.role.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
     }
     Ok(out)
 }

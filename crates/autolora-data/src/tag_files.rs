@@ -150,7 +150,12 @@ pub fn check_tags(file: &TaggedFile, labels: &LabelSet) -> Result<()> {
 }
 
 /// The list of strings in `column`; with `names`, integers are positions in it.
-fn strings(path: &Path, row: &Row, column: &str, names: Option<&[String]>) -> Result<Vec<String>> {
+pub(crate) fn strings(
+    path: &Path,
+    row: &Row,
+    column: &str,
+    names: Option<&[String]>,
+) -> Result<Vec<String>> {
     let value = row.require(path, column)?;
     let expected = match names {
         Some(_) => format!("a list of tags (strings, or integers into task.labels) in `{column}`"),

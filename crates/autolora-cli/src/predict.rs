@@ -1,0 +1,264 @@
+//! `autolora predict`: a finished run's adapter on a new, unlabelled file of any supported
+//! format, one prediction per row in JSON Lines, in file order, read and written a batch at a
+//! time (the output appears whole, atomically, when every row is done).
+//!
+//! - classification: `{"line", "label", "probabilities": {class: p}}`;
+//! - regression: `{"line", "score"}`;
+//! - tagging: `{"line", "tokens", "tags"}` (one tag per word; words cut by `task.max_length`
+//!   are tagged `O` and counted in `"truncated_words"`);
+//! - causal LM: `{"line", "generated"}`, decoded as the run's `[generate]` says from a pair's
+//!   prompt, a conversation (up to its last assistant turn) or a text.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use autolora_data::batch::collate;
+use autolora_data::glue::GlueTask;
+use autolora_data::inputs::{Input, InputColumns, InputRow, read_inputs};
+use autolora_data::lm_encode::LmEncoder;
+use autolora_data::tokenize::{Encoded, IGNORE_INDEX, Target, TextTokenizer};
+use autolora_models::peft::apply_peft_adapter;
+use autolora_models::{AttentionImpl, Model};
+use serde_json::{Value, json};
+use tch::{Device, Kind};
+
+use crate::batches::DeviceBatch;
+use crate::config::{FileTask, RunConfig};
+use crate::run::ADAPTER_DIR;
+use crate::session::{CONFIG_FILE, LABELS_FILE, device, load_base, model_dir};
+
+/// What a run predicts.
+enum Predicted {
+    Classes(Vec<String>),
+    Score,
+    Tags(Vec<String>),
+    Text,
+}
+
+/// Writes the predictions of the run in `run_dir` for every row of `input` to `output`.
+pub fn run(run_dir: &Path, input: &Path, output: &Path, device_name: Option<&str>) -> Result<()> {
+    let mut config = RunConfig::load(&run_dir.join(CONFIG_FILE))
+        .with_context(|| format!("{} is not a finished run directory", run_dir.display()))?;
+    if let Some(name) = device_name {
+        config.run.device = name.to_string();
+    }
+    if config.run.threads > 0 {
+        tch::set_num_threads(config.run.threads as i32);
+    }
+    let device = device(&config)?;
+    let model_dir = model_dir(&config)?;
+    let predicted = predicted(&config, run_dir)?;
+    let task = match &predicted {
+        Predicted::Classes(labels) => autolora_models::Task::SequenceClassification {
+            num_labels: labels.len() as i64,
+        },
+        Predicted::Score => autolora_models::Task::Regression,
+        Predicted::Tags(labels) => autolora_models::Task::TokenClassification {
+            num_labels: labels.len() as i64,
+        },
+        Predicted::Text => autolora_models::Task::CausalLm,
+    };
+    let mut model = load_base(&config, &model_dir, device, task, AttentionImpl::Fused)?;
+    let adapter = run_dir.join(ADAPTER_DIR);
+    apply_peft_adapter(model.as_mut(), &adapter)
+        .with_context(|| format!("loading the adapter in {}", adapter.display()))?;
+    let _guard = tch::no_grad_guard();
+    let columns = &config.task.columns;
+    let mut written = 0usize;
+    let mut write = |file: &mut std::fs::File| -> Result<()> {
+        let mut out = std::io::BufWriter::new(file);
+        let mut emit = |value: Value| -> Result<()> {
+            writeln!(out, "{value}")?;
+            written += 1;
+            Ok(())
+        };
+        match &predicted {
+            Predicted::Text => {
+                let tokenizer = crate::model_tokenizer::load(&model_dir)?;
+                let eos = crate::model_tokenizer::eos_ids(&model_dir, &tokenizer)?;
+                let template = crate::model_tokenizer::chat_template(&model_dir, &tokenizer)?;
+                let encoder = LmEncoder {
+                    tokenizer: &tokenizer,
+                    eos: u32::try_from(eos[0])?,
+                    max_length: config.task.max_length,
+                    template: template.as_ref(),
+                };
+                let decoding = crate::generation::decoding(&config, &eos);
+                let lm = model
+                    .as_causal_lm()
+                    .ok_or_else(|| anyhow!("the model has no language-model head"))?;
+                for row in read_inputs(input, &InputColumns::Lm(columns.lm_columns()))? {
+                    let row = row?;
+                    let Input::Prompt(example) = &row.input else {
+                        bail!("a causal-LM input expected");
+                    };
+                    let ids = encoder
+                        .prompt(example)
+                        .with_context(|| format!("{}:{}", input.display(), row.line))?;
+                    let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+                    let (text, _) = crate::generation::decode_one(lm, &ids, &decoding, &tokenizer)?;
+                    emit(json!({"line": row.line, "generated": text}))?;
+                }
+            }
+            _ => {
+                let tokenizer =
+                    crate::model_tokenizer::text_tokenizer(&model_dir, config.task.max_length)?;
+                let columns = match &predicted {
+                    Predicted::Tags(_) => InputColumns::Words(columns.tag_columns()),
+                    _ => InputColumns::Text(columns.text_columns()),
+                };
+                let mut rows = read_inputs(input, &columns)?;
+                loop {
+                    let chunk: Vec<InputRow> = rows
+                        .by_ref()
+                        .take(config.train.eval_batch_size.max(1))
+                        .collect::<std::result::Result<_, _>>()?;
+                    if chunk.is_empty() {
+                        break;
+                    }
+                    for value in
+                        predict_batch(model.as_ref(), &tokenizer, &predicted, &chunk, device)?
+                    {
+                        emit(value)?;
+                    }
+                }
+            }
+        }
+        out.flush()?;
+        Ok(())
+    };
+    autolora_data::atomic::write_with(output, |file| {
+        write(file).map_err(|e| std::io::Error::other(format!("{e:#}")))
+    })
+    .with_context(|| format!("writing {}", output.display()))?;
+    println!("{written} predictions written to {}", output.display());
+    Ok(())
+}
+
+/// The kind of the run's task and its classes or tags (`labels.json` of the run directory).
+fn predicted(config: &RunConfig, run_dir: &Path) -> Result<Predicted> {
+    let kind = match config.task.kind {
+        Some(kind) => kind,
+        None => match config.task.name.as_str() {
+            "conll" | "conll2003" => FileTask::TokenClassification,
+            "sentiment" => FileTask::TextClassification,
+            "sentiment-regression" => FileTask::TextRegression,
+            "e2e" => FileTask::CausalLm,
+            "planted" => bail!("the planted task has no predictions to make on new files"),
+            name => match GlueTask::from_name(name)?.kind() {
+                autolora_data::example::TaskKind::Classification { .. } => {
+                    FileTask::TextClassification
+                }
+                autolora_data::example::TaskKind::Regression => FileTask::TextRegression,
+            },
+        },
+    };
+    let labels = || -> Result<Vec<String>> {
+        let path = run_dir.join(LABELS_FILE);
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the run's classes from {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    };
+    Ok(match kind {
+        FileTask::TextClassification => Predicted::Classes(labels()?),
+        FileTask::TextRegression => Predicted::Score,
+        FileTask::TokenClassification => Predicted::Tags(labels()?),
+        FileTask::CausalLm => Predicted::Text,
+    })
+}
+
+/// The predictions of one batch of sentence or tagging rows, in row order.
+fn predict_batch(
+    model: &dyn Model,
+    tokenizer: &TextTokenizer,
+    predicted: &Predicted,
+    rows: &[InputRow],
+    device: Device,
+) -> Result<Vec<Value>> {
+    let encoded = rows
+        .iter()
+        .map(|row| {
+            Ok(match &row.input {
+                // Every word's first sub-token is marked (label 0): where its tag is read.
+                Input::Words(words) => tokenizer.encode_words(words, &vec![0; words.len()])?,
+                Input::Text { text_a, text_b } => {
+                    let mut e = tokenizer.encode_text(text_a, text_b.as_deref())?;
+                    // Batches carry a label; predictions never read it.
+                    e.target = Target::Class(0);
+                    e
+                }
+                Input::Prompt(_) => bail!("a sentence or tagging input expected"),
+            })
+        })
+        .collect::<Result<Vec<Encoded>>>()?;
+    let indices: Vec<usize> = (0..encoded.len()).collect();
+    let batch = DeviceBatch::new(&collate(&encoded, &indices, tokenizer.pad_id())?, device)?;
+    let logits = model
+        .forward_t(&batch.input(), false)?
+        .logits
+        .ok_or_else(|| anyhow!("the model has no task head"))?
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float);
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let row_logits = logits.get(i as i64);
+        let value = match (predicted, &row.input) {
+            (Predicted::Classes(labels), _) => {
+                let p = Vec::<f64>::try_from(row_logits.softmax(-1, Kind::Double))?;
+                let best = (0..p.len())
+                    .max_by(|&a, &b| p[a].total_cmp(&p[b]))
+                    .unwrap_or(0);
+                let probabilities: serde_json::Map<String, Value> = labels
+                    .iter()
+                    .cloned()
+                    .zip(p.iter().map(|&v| json!(v)))
+                    .collect();
+                json!({"line": row.line, "label": labels[best], "probabilities": probabilities})
+            }
+            (Predicted::Score, _) => {
+                json!({"line": row.line, "score": row_logits.reshape([-1]).double_value(&[0])})
+            }
+            (Predicted::Tags(labels), Input::Words(words)) => {
+                let Target::Tokens(marks) = &encoded[i].target else {
+                    bail!("words are encoded with token labels");
+                };
+                let best = Vec::<i64>::try_from(row_logits.argmax(-1, false))?;
+                let mut tags: Vec<&str> = marks
+                    .iter()
+                    .zip(&best)
+                    .filter(|(m, _)| **m != IGNORE_INDEX)
+                    .map(|(_, &b)| labels[b as usize].as_str())
+                    .collect();
+                let cut = words.len() - tags.len();
+                tags.resize(words.len(), "O");
+                let mut value = json!({"line": row.line, "tokens": words, "tags": tags});
+                if cut > 0 {
+                    value["truncated_words"] = json!(cut);
+                }
+                value
+            }
+            _ => bail!("a tagging run reads words"),
+        };
+        out.push(value);
+    }
+    Ok(out)
+}
+
+/// The `predict` command's arguments.
+#[derive(clap::Args)]
+pub struct PredictArgs {
+    /// A finished run's directory (its config.toml, labels.json and adapter/).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The file to predict on: CSV, TSV, JSON Lines or Parquet, with the columns the run was
+    /// trained on (labels not needed).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the predictions (JSON Lines).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// `cpu`, `cuda` or `auto` instead of the run's device.
+    #[arg(long)]
+    pub device: Option<String>,
+}
