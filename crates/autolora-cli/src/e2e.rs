@@ -139,6 +139,14 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
         Some(&groups),
         Vec::new(),
     )?;
+    for set in &evals {
+        let prompts = set.generation.as_ref().map_or(0, |g| g.prompts.len());
+        let counts = crate::task::SplitCounts {
+            examples: prompts,
+            truncated: 0,
+        };
+        data.report.splits.insert(set.name.clone(), counts);
+    }
     data.evals = evals;
     Ok(data)
 }

@@ -64,9 +64,15 @@ pub fn run(run_dir: &Path, input: &Path, output: &Path, device_name: Option<&str
     apply_peft_adapter(model.as_mut(), &adapter)
         .with_context(|| format!("loading the adapter in {}", adapter.display()))?;
     let _guard = tch::no_grad_guard();
-    let columns = &config.task.columns;
-    let mut written = 0usize;
-    let mut write = |file: &mut std::fs::File| -> Result<()> {
+    let run = Prediction {
+        config: &config,
+        model_dir: &model_dir,
+        model: model.as_ref(),
+        device,
+        input,
+    };
+    let mut written = 0;
+    autolora_data::atomic::write_with(output, |file| {
         let mut out = std::io::BufWriter::new(file);
         let mut emit = |value: Value| -> Result<()> {
             writeln!(out, "{value}")?;
@@ -74,66 +80,86 @@ pub fn run(run_dir: &Path, input: &Path, output: &Path, device_name: Option<&str
             Ok(())
         };
         match &predicted {
-            Predicted::Text => {
-                let tokenizer = crate::model_tokenizer::load(&model_dir)?;
-                let eos = crate::model_tokenizer::eos_ids(&model_dir, &tokenizer)?;
-                let template = crate::model_tokenizer::chat_template(&model_dir, &tokenizer)?;
-                let encoder = LmEncoder {
-                    tokenizer: &tokenizer,
-                    eos: u32::try_from(eos[0])?,
-                    max_length: config.task.max_length,
-                    template: template.as_ref(),
-                };
-                let decoding = crate::generation::decoding(&config, &eos);
-                let lm = model
-                    .as_causal_lm()
-                    .ok_or_else(|| anyhow!("the model has no language-model head"))?;
-                for row in read_inputs(input, &InputColumns::Lm(columns.lm_columns()))? {
-                    let row = row?;
-                    let Input::Prompt(example) = &row.input else {
-                        bail!("a causal-LM input expected");
-                    };
-                    let ids = encoder
-                        .prompt(example)
-                        .with_context(|| format!("{}:{}", input.display(), row.line))?;
-                    let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
-                    let (text, _) = crate::generation::decode_one(lm, &ids, &decoding, &tokenizer)?;
-                    emit(json!({"line": row.line, "generated": text}))?;
-                }
-            }
-            _ => {
-                let tokenizer =
-                    crate::model_tokenizer::text_tokenizer(&model_dir, config.task.max_length)?;
-                let columns = match &predicted {
-                    Predicted::Tags(_) => InputColumns::Words(columns.tag_columns()),
-                    _ => InputColumns::Text(columns.text_columns()),
-                };
-                let mut rows = read_inputs(input, &columns)?;
-                loop {
-                    let chunk: Vec<InputRow> = rows
-                        .by_ref()
-                        .take(config.train.eval_batch_size.max(1))
-                        .collect::<std::result::Result<_, _>>()?;
-                    if chunk.is_empty() {
-                        break;
-                    }
-                    for value in
-                        predict_batch(model.as_ref(), &tokenizer, &predicted, &chunk, device)?
-                    {
-                        emit(value)?;
-                    }
-                }
-            }
+            Predicted::Text => run.generated(&mut emit),
+            _ => run.rows(&predicted, &mut emit),
         }
-        out.flush()?;
-        Ok(())
-    };
-    autolora_data::atomic::write_with(output, |file| {
-        write(file).map_err(|e| std::io::Error::other(format!("{e:#}")))
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+        out.flush()
     })
     .with_context(|| format!("writing {}", output.display()))?;
     println!("{written} predictions written to {}", output.display());
     Ok(())
+}
+
+/// What one `predict` call reads.
+struct Prediction<'a> {
+    config: &'a RunConfig,
+    model_dir: &'a Path,
+    model: &'a dyn Model,
+    device: Device,
+    input: &'a Path,
+}
+
+impl Prediction<'_> {
+    /// Decodes a continuation of every row (a causal-LM run).
+    fn generated(&self, emit: &mut impl FnMut(Value) -> Result<()>) -> Result<()> {
+        let tokenizer = crate::model_tokenizer::load(self.model_dir)?;
+        let eos = crate::model_tokenizer::eos_ids(self.model_dir, &tokenizer)?;
+        let template = crate::model_tokenizer::chat_template(self.model_dir, &tokenizer)?;
+        let encoder = LmEncoder {
+            tokenizer: &tokenizer,
+            eos: u32::try_from(eos[0])?,
+            max_length: self.config.task.max_length,
+            template: template.as_ref(),
+        };
+        let decoding = crate::generation::decoding(self.config, &eos);
+        let lm = self
+            .model
+            .as_causal_lm()
+            .ok_or_else(|| anyhow!("the model has no language-model head"))?;
+        let columns = InputColumns::Lm(self.config.task.columns.lm_columns());
+        for row in read_inputs(self.input, &columns)? {
+            let row = row?;
+            let Input::Prompt(example) = &row.input else {
+                bail!("a causal-LM input expected");
+            };
+            let ids = encoder
+                .prompt(example)
+                .with_context(|| format!("{}:{}", self.input.display(), row.line))?;
+            let ids: Vec<i64> = ids.into_iter().map(i64::from).collect();
+            let (text, _) = crate::generation::decode_one(lm, &ids, &decoding, &tokenizer)?;
+            emit(json!({"line": row.line, "generated": text}))?;
+        }
+        Ok(())
+    }
+
+    /// Classes, scores or tags of every row, a batch of `train.eval_batch_size` rows at a time.
+    fn rows(
+        &self,
+        predicted: &Predicted,
+        emit: &mut impl FnMut(Value) -> Result<()>,
+    ) -> Result<()> {
+        let tokenizer =
+            crate::model_tokenizer::text_tokenizer(self.model_dir, self.config.task.max_length)?;
+        let columns = &self.config.task.columns;
+        let columns = match predicted {
+            Predicted::Tags(_) => InputColumns::Words(columns.tag_columns()),
+            _ => InputColumns::Text(columns.text_columns()),
+        };
+        let mut rows = read_inputs(self.input, &columns)?;
+        loop {
+            let chunk: Vec<InputRow> = rows
+                .by_ref()
+                .take(self.config.train.eval_batch_size.max(1))
+                .collect::<std::result::Result<_, _>>()?;
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            for value in predict_batch(self.model, &tokenizer, predicted, &chunk, self.device)? {
+                emit(value)?;
+            }
+        }
+    }
 }
 
 /// The kind of the run's task and its classes or tags (`labels.json` of the run directory).
@@ -144,7 +170,11 @@ fn predicted(config: &RunConfig, run_dir: &Path) -> Result<Predicted> {
             "conll" | "conll2003" => FileTask::TokenClassification,
             "sentiment" => FileTask::TextClassification,
             "sentiment-regression" => FileTask::TextRegression,
-            "e2e" => FileTask::CausalLm,
+            "e2e" => bail!(
+                "predict decodes causal-LM runs on the user's files (task.kind = \"causal-lm\"); \
+                 an e2e run's prompts are linearised MRs with a separator, which `autolora eval` \
+                 decodes on the E2E files"
+            ),
             "planted" => bail!("the planted task has no predictions to make on new files"),
             name => match GlueTask::from_name(name)?.kind() {
                 autolora_data::example::TaskKind::Classification { .. } => {

@@ -25,6 +25,7 @@ struct Summary<'a> {
     total_rank: usize,
     modules: usize,
     uniform_modules: usize,
+    data: &'a crate::task::DataReport,
 }
 
 /// One trained adapter's result: the rows of `summary.json` and the whole of `train`'s
@@ -92,6 +93,7 @@ pub fn run(session: &Session, resume: bool) -> Result<()> {
         total_rank: ranks.total_rank(),
         modules: ranks.modules.len(),
         uniform_modules: ranks.still_uniform().len(),
+        data: &session.data.report,
     };
     autolora_data::atomic::write(
         &session.path("summary.json"),

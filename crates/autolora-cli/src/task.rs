@@ -142,6 +142,36 @@ pub struct TaskData {
     pub evals: Vec<EvalSet>,
     /// The planted task's teacher, as recorded in the run directory's `planted.json`.
     pub planted: Option<crate::planted::PlantedReport>,
+    /// What each split holds and what was left out or cut, for the run's summary.
+    pub report: DataReport,
+}
+
+/// The examples of every split, those `task.max_length` cut, and the rows a loader left out by
+/// a stated rule: the `data` block of `summary.json`, so nothing is dropped unseen.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DataReport {
+    /// Per split (`train`, then the evaluation splits).
+    pub splits: std::collections::BTreeMap<String, SplitCounts>,
+    /// Rows left out, per rule (for example the sentiment task's snippets scored exactly 0).
+    pub skipped: std::collections::BTreeMap<String, usize>,
+}
+
+/// One split's counts.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct SplitCounts {
+    /// Examples (generation splits: prompts).
+    pub examples: usize,
+    /// Examples cut to `task.max_length`.
+    pub truncated: usize,
+}
+
+impl SplitCounts {
+    fn of(set: &EncodedSet) -> Self {
+        SplitCounts {
+            examples: set.examples.len(),
+            truncated: set.truncated,
+        }
+    }
 }
 
 impl TaskData {
@@ -247,11 +277,9 @@ fn load_sentiment(
         (SentimentTask::Binary, spec)
     };
     let splits = snippets.split(task);
-    if splits.dropped() > 0 {
-        println!(
-            "sentiment: {} snippets with score exactly 0 left out of the binary task",
-            splits.dropped()
-        );
+    let dropped = splits.dropped();
+    if dropped > 0 {
+        println!("sentiment: {dropped} snippets with score exactly 0 left out of the binary task");
     }
     let train = encode_text(config, tokenizer, &splits.train, Role::Train)?;
     let evals = vec![
@@ -264,7 +292,12 @@ fn load_sentiment(
             encode_text(config, tokenizer, &splits.test, Role::Eval)?,
         ),
     ];
-    assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
+    let mut data = assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)?;
+    if dropped > 0 {
+        let rule = "snippets scored exactly 0 (neither class of the binary task)";
+        data.report.skipped.insert(rule.into(), dropped);
+    }
+    Ok(data)
 }
 
 /// A GLUE task from its official folder (`task.data_dir`, or the task's asset). GLUE's test
@@ -594,7 +627,15 @@ pub fn assemble(
         search_val = parts.validation.len(),
         "task data ready"
     );
+    let mut report = DataReport::default();
+    report
+        .splits
+        .insert("train".into(), SplitCounts::of(&train));
+    for (name, set) in &evals {
+        report.splits.insert(name.clone(), SplitCounts::of(set));
+    }
     Ok(TaskData {
+        report,
         spec,
         search_train: step_batches(
             &subset(&parts.train),

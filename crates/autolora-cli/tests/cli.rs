@@ -550,6 +550,8 @@ fn own_files_run_end_to_end() -> Result<()> {
         serde_json::json!(["neg", "pos"])
     );
     let summary = json(&out.join("run/summary.json"))?;
+    assert_eq!(summary["data"]["splits"]["train"]["examples"], 54);
+    assert_eq!(summary["data"]["splits"]["dev"]["examples"], 6);
     let accuracy = summary["autolora"]["scores"]["dev"]["accuracy"].as_f64();
     assert!(
         accuracy.is_some_and(|a| (0.0..=1.0).contains(&a)),
