@@ -26,11 +26,11 @@ pub fn all(model: &dyn Model, session: &Session) -> Result<Scores> {
 pub fn split(model: &dyn Model, set: &EvalSet, spec: &TaskSpec) -> Result<BTreeMap<String, f64>> {
     let _guard = tch::no_grad_guard();
     match spec {
-        TaskSpec::Tagging { labels } => {
+        TaskSpec::Tagging { labels, mode } => {
             let (gold, predicted) = tagging_predictions(set, labels, |batch| {
                 Ok(logits(model, batch)?.argmax(-1, false))
             })?;
-            let s = autolora_data::metrics::entity_scores(&predicted, &gold)?.overall;
+            let s = autolora_data::metrics::entity_scores_in(*mode, &predicted, &gold)?.overall;
             let truncated_words: usize = set.cut_tags.iter().map(Vec::len).sum();
             let mut out = BTreeMap::new();
             out.insert("entity_f1".to_string(), s.f1);
@@ -256,7 +256,7 @@ left VBD B-VP O
         config.task.max_length = 7;
         let model_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-bert");
         let data = TaskData::load(&config, &model_dir, Device::Cpu)?;
-        let TaskSpec::Tagging { labels } = &data.spec else {
+        let TaskSpec::Tagging { labels, .. } = &data.spec else {
             panic!("CoNLL is a tagging task");
         };
         // Every word the model sees predicted right.

@@ -9,6 +9,7 @@ use autolora_data::batch::{Batch, BatchConfig, batches, eval_plan, training_plan
 use autolora_data::conll::TaggedFile;
 use autolora_data::example::{TaskKind, TextSplit};
 use autolora_data::glue::{GlueFile, GlueOptions, GlueTask};
+use autolora_data::metrics::EntityMode;
 use autolora_data::rng::{derive_seed, stream};
 use autolora_data::sentiment::SentimentTask;
 use autolora_data::split::{Split, SplitConfig, grouped_split, split, stratified_split};
@@ -28,6 +29,9 @@ pub enum TaskSpec {
     Tagging {
         /// Tag names in id order (IOB2).
         labels: Vec<String>,
+        /// How entities are read: conlleval's rules for CoNLL (the recorded experiments'),
+        /// seqeval's strict IOB2 mode for the user's files.
+        mode: EntityMode,
     },
     /// One class per sentence or pair.
     Classification {
@@ -60,7 +64,7 @@ impl TaskSpec {
     /// The model head this task needs.
     pub fn model_task(&self) -> autolora_models::Task {
         match self {
-            TaskSpec::Tagging { labels } => autolora_models::Task::TokenClassification {
+            TaskSpec::Tagging { labels, .. } => autolora_models::Task::TokenClassification {
                 num_labels: labels.len() as i64,
             },
             TaskSpec::Classification { labels, .. } => {
@@ -92,7 +96,9 @@ impl TaskSpec {
     /// The class or tag names in id order, for tasks that have them.
     pub fn labels(&self) -> Option<&[String]> {
         match self {
-            TaskSpec::Tagging { labels } | TaskSpec::Classification { labels, .. } => Some(labels),
+            TaskSpec::Tagging { labels, .. } | TaskSpec::Classification { labels, .. } => {
+                Some(labels)
+            }
             _ => None,
         }
     }
@@ -213,6 +219,7 @@ fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> 
         device,
         TaskSpec::Tagging {
             labels: sets.labels,
+            mode: EntityMode::Conlleval,
         },
         sets.train,
         None,
@@ -397,6 +404,7 @@ fn load_files(
             .collect::<Result<Vec<_>>>()?;
         let spec = TaskSpec::Tagging {
             labels: labels.labels().to_vec(),
+            mode: EntityMode::StrictIob2,
         };
         return assemble(config, tokenizer.pad_id(), device, spec, train, None, evals);
     }

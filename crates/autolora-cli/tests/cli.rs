@@ -53,6 +53,16 @@ checkpoint_every = 2
     Ok(path)
 }
 
+/// A model folder at `dest` holding only `files` of the fixture model `name` (a user's folder
+/// to add files to, or one with a file missing).
+pub fn fixture_model(name: &str, files: &[&str], dest: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(dest)?;
+    for file in files {
+        std::fs::copy(fixtures().join(name).join(file), dest.join(file))?;
+    }
+    Ok(dest.to_path_buf())
+}
+
 fn json(path: &Path) -> Result<Value> {
     Ok(serde_json::from_str(&std::fs::read_to_string(path)?)?)
 }
@@ -261,11 +271,11 @@ fn a_non_finite_loss_says_which_setting_to_change_on_resume() -> Result<()> {
 #[test]
 fn a_broken_model_is_reported_before_the_data_are_read() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let model = dir.path().join("broken-model");
-    std::fs::create_dir_all(&model)?;
-    for file in ["config.json", "tokenizer.json"] {
-        std::fs::copy(fixtures().join("tiny-bert").join(file), model.join(file))?;
-    }
+    let model = fixture_model(
+        "tiny-bert",
+        &["config.json", "tokenizer.json"],
+        &dir.path().join("broken-model"),
+    )?;
     std::fs::write(model.join("model.safetensors"), b"not a safetensors file")?;
     let config = run_file(dir.path(), "")?;
     let text = std::fs::read_to_string(&config)?
@@ -725,11 +735,11 @@ fn own_files_run_on_decoders_and_gguf_models() -> Result<()> {
 fn causal_lm_files_run_end_to_end() -> Result<()> {
     let dir = tempfile::tempdir()?;
     // tiny-gpt2 with a chat template, as a model folder of the user's.
-    let model = dir.path().join("model");
-    std::fs::create_dir_all(&model)?;
-    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
-        std::fs::copy(fixtures().join("tiny-gpt2").join(file), model.join(file))?;
-    }
+    let model = fixture_model(
+        "tiny-gpt2",
+        &["config.json", "model.safetensors", "tokenizer.json"],
+        &dir.path().join("model"),
+    )?;
     std::fs::write(
         model.join("tokenizer_config.json"),
         serde_json::json!({

@@ -101,6 +101,19 @@ fn entity_scores_match_seqeval() -> anyhow::Result<()> {
     let f = fixture()?;
     for case in f["tagging"].as_array().unwrap() {
         let name = case["name"].as_str().unwrap();
+        let strict = metrics::entity_scores_in(
+            metrics::EntityMode::StrictIob2,
+            &tags(&case["pred"]),
+            &tags(&case["gold"]),
+        )?;
+        for (key, ours) in [
+            ("precision", strict.overall.precision),
+            ("recall", strict.overall.recall),
+            ("f1", strict.overall.f1),
+        ] {
+            let reference = case["strict"][key].as_f64().unwrap();
+            assert_close(&format!("{name} strict {key}"), ours, reference, TOL);
+        }
         let scores = metrics::entity_scores(&tags(&case["pred"]), &tags(&case["gold"]))?;
         for (key, ours) in [
             ("precision", scores.overall.precision),

@@ -1,4 +1,5 @@
-//! Entity-level precision, recall and F1 as conlleval and seqeval (default mode) compute them.
+//! Entity-level precision, recall and F1 as conlleval and seqeval compute them: seqeval's
+//! default mode ([`entity_scores`]) or its strict mode on IOB2 ([`Mode::StrictIob2`]).
 //!
 //! Chunks are read with conlleval's rules (seqeval's default mode copies them): a chunk starts
 //! at `B-`, at an `I-` after `O`, or wherever the type changes; it ends before `B-`, `O`, or a
@@ -6,6 +7,10 @@
 //! the same way the reference scripts score them. Sentences are joined with an `O` between
 //! them, so no chunk crosses a sentence boundary. Scores are micro-averaged over all entities;
 //! a ratio with a zero denominator is 0 (seqeval's `zero_division` default).
+//!
+//! Strict IOB2 (seqeval's `mode="strict", scheme=IOB2`): an entity is a `B-X` and the `I-X`
+//! that follow it; an `I-` that continues nothing (after `O`, or after another type) is no
+//! entity and ends the one before it.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -48,6 +53,13 @@ impl Prf {
             correct,
         }
     }
+}
+
+fn borrow<S: AsRef<str>>(sentences: &[Vec<S>]) -> Vec<Vec<&str>> {
+    sentences
+        .iter()
+        .map(|s| s.iter().map(AsRef::as_ref).collect())
+        .collect()
 }
 
 /// Overall (micro) and per-type entity scores.
@@ -108,8 +120,56 @@ pub fn chunks<S: AsRef<str>>(sentences: &[Vec<S>]) -> Vec<(String, usize, usize)
     out
 }
 
-/// Entity-level scores of predicted tag sequences against gold ones (one `Vec` per sentence).
+/// How entities are read off the tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// conlleval's rules, seqeval's default mode (see the module docs).
+    #[default]
+    Conlleval,
+    /// seqeval's strict mode on IOB2 tags.
+    StrictIob2,
+}
+
+/// The entities of a sequence of sentences in seqeval's strict IOB2 mode.
+fn strict_iob2_chunks<S: AsRef<str>>(sentences: &[Vec<S>]) -> Vec<Chunk> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    for sentence in sentences {
+        let mut open: Option<(&str, usize)> = None;
+        for (i, tag) in sentence.iter().enumerate() {
+            let tag = tag.as_ref();
+            let (prefix, ty) = split_tag(tag);
+            if prefix == 'I' && open.is_some_and(|(t, _)| t == ty) {
+                continue;
+            }
+            if let Some((t, start)) = open.take() {
+                out.push((t.to_string(), offset + start, offset + i - 1));
+            }
+            if prefix == 'B' {
+                open = Some((ty, i));
+            }
+        }
+        if let Some((t, start)) = open {
+            out.push((t.to_string(), offset + start, offset + sentence.len() - 1));
+        }
+        // As `chunks` joins sentences: one position between them.
+        offset += sentence.len() + 1;
+    }
+    out
+}
+
+/// Entity-level scores of predicted tag sequences against gold ones (one `Vec` per sentence),
+/// in seqeval's default mode.
 pub fn entity_scores<S: AsRef<str>, T: AsRef<str>>(
+    predictions: &[Vec<S>],
+    gold: &[Vec<T>],
+) -> Result<EntityScores> {
+    entity_scores_in(Mode::Conlleval, predictions, gold)
+}
+
+/// Entity-level scores as [`entity_scores`], with entities read in `mode`.
+pub fn entity_scores_in<S: AsRef<str>, T: AsRef<str>>(
+    mode: Mode,
     predictions: &[Vec<S>],
     gold: &[Vec<T>],
 ) -> Result<EntityScores> {
@@ -123,8 +183,14 @@ pub fn entity_scores<S: AsRef<str>, T: AsRef<str>>(
             ));
         }
     }
-    let gold_chunks: HashSet<Chunk> = chunks(gold).into_iter().collect();
-    let pred_chunks: HashSet<Chunk> = chunks(predictions).into_iter().collect();
+    let read = |sentences: &[Vec<&str>]| -> HashSet<Chunk> {
+        match mode {
+            Mode::Conlleval => chunks(sentences).into_iter().collect(),
+            Mode::StrictIob2 => strict_iob2_chunks(sentences).into_iter().collect(),
+        }
+    };
+    let gold_chunks = read(&borrow(gold));
+    let pred_chunks = read(&borrow(predictions));
     let correct = gold_chunks.intersection(&pred_chunks).count();
     let overall = Prf::from_counts(correct, pred_chunks.len(), gold_chunks.len());
 
@@ -152,6 +218,15 @@ mod tests {
 
     fn s(tags: &str) -> Vec<String> {
         tags.split_whitespace().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn strict_iob2_entities_start_at_b() {
+        // As seqeval's Entities(..., IOB2) reads them (end inclusive here).
+        let c = strict_iob2_chunks(&[s("O I-PER B-PER I-PER I-PER B-PER I-LOC I-LOC")]);
+        assert_eq!(c, vec![("PER".into(), 2, 4), ("PER".into(), 5, 5)]);
+        let c = strict_iob2_chunks(&[s("I-PER I-PER"), s("B-LOC")]);
+        assert_eq!(c, vec![("LOC".into(), 3, 3)]);
     }
 
     #[test]

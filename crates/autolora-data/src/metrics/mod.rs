@@ -30,6 +30,6 @@ pub use classification::{accuracy, f1_binary, matthews_corrcoef};
 pub use coco::{cider, coco_tokenize, rouge_l};
 pub use correlation::{average_ranks, pearson, spearman};
 pub use e2e::{E2eScores, e2e_scores};
-pub use entity::{EntityScores, Prf, chunks, entity_scores};
+pub use entity::{EntityScores, Mode as EntityMode, Prf, chunks, entity_scores, entity_scores_in};
 pub use meteor::{METEOR_JAR_ENV, Meteor};
 pub use nist::corpus_nist;

@@ -5,7 +5,8 @@ Run with the project's reference venv (see the crate's tests/metrics_golden.rs):
     ~/.cache/autolora/python/torch-2.11.0/bin/python gen_metrics.py [OUT.json]
 
 Reference tools: scikit-learn (accuracy, F1, Matthews), SciPy (Pearson, Spearman with
-average ranks for ties), seqeval (entity-level P/R/F1, default conlleval-compatible mode).
+average ranks for ties), seqeval (entity-level P/R/F1, default conlleval-compatible mode, and
+strict mode on IOB2).
 """
 
 import json
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from scipy.stats import pearsonr, spearmanr
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
+from seqeval.scheme import IOB2
 from sklearn.metrics import accuracy_score, f1_score as sk_f1, matthews_corrcoef
 
 rng = random.Random(20240611)
@@ -75,6 +77,11 @@ def tagging_case(name, sentences, noise):
         "recall": recall_score(gold, pred),
         "f1": f1_score(gold, pred),
         "per_type": per_type,
+        "strict": {
+            "precision": precision_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0),
+            "recall": recall_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0),
+            "f1": f1_score(gold, pred, mode="strict", scheme=IOB2, zero_division=0),
+        },
     }
 
 
