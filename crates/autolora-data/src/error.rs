@@ -21,7 +21,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A line of a data file does not have the expected shape.
-    #[error("{}: expected {expected}, found {found}", at(path, *line))]
+    #[error("{}: expected {expected}, found {found}", at(path, *line, *row_group))]
     Parse {
         /// The data file.
         path: PathBuf,
@@ -29,6 +29,9 @@ pub enum Error {
         /// the row's number in the file, counted from 1 through all row groups, as pandas'
         /// and `datasets`' indices count from 0; 0: the file as a whole).
         line: usize,
+        /// Parquet files: where the row lies, as (row group, row within it, row groups in
+        /// the file), all counted from 1; `None` for other files.
+        row_group: Option<(usize, usize, usize)>,
         /// What the format requires at this place.
         expected: String,
         /// What the file holds instead.
@@ -152,13 +155,18 @@ pub enum Error {
     },
 }
 
-/// `path:line` for text files, `path: row N` for Parquet files (which have no lines).
-fn at(path: &std::path::Path, line: usize) -> String {
+/// `path:line` for text files, `path: row N (row group G of K, its row R)` for Parquet files
+/// (which have no lines).
+fn at(path: &std::path::Path, line: usize, row_group: Option<(usize, usize, usize)>) -> String {
     let parquet = path.extension().is_some_and(|e| e == "parquet");
-    match (parquet, line) {
-        (_, 0) => path.display().to_string(),
-        (true, row) => format!("{}: row {row}", path.display()),
-        (false, line) => format!("{}:{line}", path.display()),
+    match (parquet, line, row_group) {
+        (_, 0, _) => path.display().to_string(),
+        (true, row, Some((group, within, groups))) => format!(
+            "{}: row {row} (row group {group} of {groups}, its row {within})",
+            path.display()
+        ),
+        (true, row, None) => format!("{}: row {row}", path.display()),
+        (false, line, _) => format!("{}:{line}", path.display()),
     }
 }
 
@@ -171,15 +179,18 @@ impl Error {
         }
     }
 
-    /// A parse error at `path:line`.
+    /// A parse error at `path:line` (for a Parquet file: its row `line`, located in its row
+    /// group by the file's footer).
     pub(crate) fn parse(
         path: impl Into<PathBuf>,
         line: usize,
         expected: impl Into<String>,
         found: impl Into<String>,
     ) -> Self {
+        let path = path.into();
         Error::Parse {
-            path: path.into(),
+            row_group: crate::records::parquet_row_group(&path, line),
+            path,
             line,
             expected: expected.into(),
             found: found.into(),

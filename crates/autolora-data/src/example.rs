@@ -65,12 +65,12 @@ impl TextSplit {
     /// unlabelled row is an error naming the file and line.
     pub fn require_labels(&self) -> Result<()> {
         match self.examples.iter().find(|e| e.label == Label::Unlabeled) {
-            Some(e) => Err(Error::Parse {
-                path: self.path.clone(),
-                line: e.line,
-                expected: "a labelled example (training and evaluation need a label)".into(),
-                found: "a row without a label".into(),
-            }),
+            Some(e) => Err(Error::parse(
+                &self.path,
+                e.line,
+                "a labelled example (training and evaluation need a label)",
+                "a row without a label",
+            )),
             None => Ok(()),
         }
     }

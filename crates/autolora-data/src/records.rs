@@ -6,8 +6,8 @@
 //!
 //! A [`Row`] is a set of named fields ([`serde_json::Value`]s; a CSV field is a string; a
 //! Parquet list a JSON list, a struct an object) with the line it starts on (for Parquet the
-//! row's 1-based number in the file, row groups counted through), so every later error can
-//! name the file and line. Rows are read one at a time: a caller that keeps a subset holds
+//! row's 1-based number in the file, row groups counted through; errors name its row group and
+//! its row there too), so every later error can name the file and line. Rows are read one at a time: a caller that keeps a subset holds
 //! only that subset in memory, whatever the file's size.
 //!
 //! Bad input is an error naming the file and line: a CSV row with more or fewer fields than
@@ -388,6 +388,28 @@ fn parquet_value(field: &parquet::record::Field) -> Value {
         ),
         other => Value::String(other.to_string()),
     }
+}
+
+/// Where row `row` (1-based, counted through the file) of the Parquet file `path` lies: its
+/// row group, its row within that group (both from 1) and the number of row groups. `None`
+/// for other files, for row 0 (the file as a whole) and when the footer cannot be read.
+pub(crate) fn parquet_row_group(path: &Path, row: usize) -> Option<(usize, usize, usize)> {
+    use parquet::file::reader::FileReader;
+    if row == 0 || Format::of(path).ok()? != Format::Parquet {
+        return None;
+    }
+    let reader =
+        parquet::file::serialized_reader::SerializedFileReader::new(File::open(path).ok()?).ok()?;
+    let groups = reader.metadata().row_groups();
+    let mut before = 0;
+    for (index, group) in groups.iter().enumerate() {
+        let rows = usize::try_from(group.num_rows()).ok()?;
+        if row <= before + rows {
+            return Some((index + 1, row - before, groups.len()));
+        }
+        before += rows;
+    }
+    None
 }
 
 /// A Parquet error at row `row` (0: the file's metadata).

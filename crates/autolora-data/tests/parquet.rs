@@ -104,3 +104,19 @@ fn a_missing_column_lists_the_parquet_columns() {
     assert!(err.contains("classify.parquet: row 1"), "{err}");
     assert!(err.contains("text_pair"), "{err}");
 }
+
+#[test]
+fn an_error_in_a_later_row_group_names_the_group_and_its_row() {
+    // classify.parquet has row groups of 3, 3 and 1 rows; its 5th row is the 2nd of group 2.
+    let columns = TextColumns {
+        label: "grade".into(),
+        ..TextColumns::default()
+    };
+    let err = read_text_file(&fixture("classify.parquet"), &columns, |i| i >= 4)
+        .expect_err("no such column")
+        .to_string();
+    assert!(
+        err.contains("classify.parquet: row 5 (row group 2 of 3, its row 2)"),
+        "{err}"
+    );
+}
