@@ -685,6 +685,119 @@ mod tests {
         batches.iter().map(|b| b.input_ids.size()[0]).sum()
     }
 
+    /// FNV-1a over every value a task hands to training and evaluation: the batches of each
+    /// split in order (token ids, masks, segment ids, labels), the words truncation cut, the
+    /// class or tag names and the data report.
+    fn digest(data: &TaskData) -> Result<String> {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        let mut batches: Vec<&DeviceBatch> = Vec::new();
+        for steps in [&data.search_train, &data.search_val, &data.train] {
+            batches.extend(steps.all());
+        }
+        for set in &data.evals {
+            eat(set.name.as_bytes());
+            batches.extend(&set.batches);
+            for cut in &set.cut_tags {
+                eat(format!("{cut:?}").as_bytes());
+            }
+        }
+        for batch in batches {
+            let mut tensors = vec![&batch.input_ids, &batch.attention_mask, &batch.labels];
+            tensors.extend(batch.token_type_ids.as_ref());
+            for tensor in tensors {
+                let flat = tensor.reshape([-1]);
+                let values: Vec<u8> = match flat.kind() {
+                    tch::Kind::Float => Vec::<f32>::try_from(&flat)?
+                        .iter()
+                        .flat_map(|x| x.to_le_bytes())
+                        .collect(),
+                    _ => Vec::<i64>::try_from(&flat)?
+                        .iter()
+                        .flat_map(|x| x.to_le_bytes())
+                        .collect(),
+                };
+                eat(format!("{:?}", tensor.size()).as_bytes());
+                eat(&values);
+            }
+        }
+        eat(format!("{:?}", data.spec.labels()).as_bytes());
+        eat(serde_json::to_string(&data.report)?.as_bytes());
+        Ok(format!("{hash:016x}"))
+    }
+
+    /// The built-in tasks' encodings, subsets and search splits as the loaders that wrote the
+    /// recorded experiments produced them (pinned before the built-in tasks became presets of
+    /// the own-file loaders): the real CoNLL-2003 and Rotten-Tomatoes files through MiniLM's
+    /// tokenizer with the limits the experiments use, and the GLUE fixtures.
+    #[test]
+    fn built_in_tasks_encode_exactly_as_the_recorded_experiments() -> Result<()> {
+        let minilm = autolora_data::assets::fetch(autolora_data::assets::MINILM)?;
+        let tiny = fixtures().join("tiny-bert");
+        // (task, data folder (None: the asset), tokenizer, train limit, pins for seeds 0 and 1)
+        let cases: [(&str, Option<PathBuf>, &Path, Option<usize>, [&str; 2]); 6] = [
+            (
+                "conll",
+                None,
+                &minilm,
+                Some(2000),
+                ["8ecc0f412453d8a6", "62931ffd700cbfd4"],
+            ),
+            (
+                "sentiment",
+                None,
+                &minilm,
+                Some(2000),
+                ["f964691bdfc231aa", "a52cf24415c5bc69"],
+            ),
+            (
+                "sentiment-regression",
+                None,
+                &minilm,
+                Some(1000),
+                ["2b6663707338fae9", "8d3d28bf99da249a"],
+            ),
+            (
+                "sst2",
+                Some(fixtures().join("glue/SST-2")),
+                &tiny,
+                None,
+                ["672d80f3aa48bd86", "67b9946104ad642c"],
+            ),
+            (
+                "mrpc",
+                Some(fixtures().join("glue/MRPC")),
+                &tiny,
+                Some(10),
+                ["10246d2a88dbdbb6", "d5936645dcc63aac"],
+            ),
+            (
+                "stsb",
+                Some(fixtures().join("glue/STS-B")),
+                &tiny,
+                None,
+                ["1be46b160b04d2a9", "51e0e3555213443d"],
+            ),
+        ];
+        for (name, data_dir, model, train_limit, pins) in cases {
+            for (seed, pin) in pins.into_iter().enumerate() {
+                let mut config = RunConfig::default();
+                config.task.name = name.into();
+                config.task.data_dir = data_dir.clone();
+                config.task.train_limit = train_limit;
+                config.task.eval_limit = train_limit.map(|n| n / 4);
+                config.run.seed = seed as u64;
+                let data = TaskData::load(&config, model, Device::Cpu)?;
+                assert_eq!(digest(&data)?, pin, "{name}, seed {seed}");
+            }
+        }
+        Ok(())
+    }
+
     #[test]
     fn limits_follow_the_split_role_not_the_file_name() -> Result<()> {
         // The sentiment task's three splits come from one file.
