@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use autolora_data::lm_encode::LmEncoder;
 use autolora_data::lm_files::{LmFile, read_lm_file};
+use autolora_data::records::Format;
 use tch::Device;
 
 use crate::config::RunConfig;
@@ -33,7 +34,7 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
         Ok(read_lm_file(
             path,
             &columns,
-            kept_rows(path, role, config)?,
+            kept_rows(path, Format::of(path)?, role, config)?,
         )?)
     };
 

@@ -2,7 +2,7 @@
 //! tokenizer, carves the search's validation set out of the training set, and builds the
 //! batches of every split as tensors.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use autolora_data::batch::{Batch, BatchConfig, batches, eval_plan, training_plan};
@@ -10,10 +10,11 @@ use autolora_data::conll::TaggedFile;
 use autolora_data::example::{TaskKind, TextSplit};
 use autolora_data::glue::{GlueFile, GlueOptions, GlueTask};
 use autolora_data::metrics::EntityMode;
+use autolora_data::records::Format;
 use autolora_data::rng::{derive_seed, stream};
 use autolora_data::sentiment::SentimentTask;
 use autolora_data::split::{Split, SplitConfig, grouped_split, split, stratified_split};
-use autolora_data::tag_files::{check_tags, read_tagged_file};
+use autolora_data::tag_files::{TagColumns, check_tags, read_tagged_file};
 use autolora_data::text_files::{RawTextFile, read_text_file};
 use autolora_data::tokenize::{EncodedSet, Target, TextTokenizer};
 use tch::Device;
@@ -191,86 +192,214 @@ impl TaskData {
             return crate::lm_task::load(config, model_dir, device);
         }
         let tokenizer = crate::model_tokenizer::text_tokenizer(model_dir, config.task.max_length)?;
-        if let Some(kind) = config.task.kind {
-            return load_files(config, &tokenizer, device, kind);
-        }
-        match name {
-            "conll" | "conll2003" => load_conll(config, &tokenizer, device),
-            "planted" => crate::planted::load(config, &tokenizer, model_dir, device),
-            "sentiment" | "sentiment-regression" => {
-                load_sentiment(config, &tokenizer, device, name == "sentiment-regression")
+        let text = |sets| load_text(config, &tokenizer, device, sets);
+        match config.task.kind {
+            Some(FileTask::TokenClassification) => {
+                load_tagging(config, &tokenizer, device, &TagFiles::of_run(config)?)
             }
-            _ => match GlueTask::from_name(name) {
-                Ok(glue) => load_glue(config, &tokenizer, device, glue),
-                Err(_) => bail!(
-                    "unknown task `{name}`; known: conll, sentiment, sentiment-regression, \
-                     cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, e2e, planted"
-                ),
+            Some(kind) => text(user_text_sets(config, kind)?),
+            None => match name {
+                "conll" | "conll2003" => {
+                    load_tagging(config, &tokenizer, device, &TagFiles::conll2003(config)?)
+                }
+                "planted" => crate::planted::load(config, &tokenizer, model_dir, device),
+                "sentiment" => text(sentiment_sets(config, false)?),
+                "sentiment-regression" => text(sentiment_sets(config, true)?),
+                _ => match GlueTask::from_name(name) {
+                    Ok(glue) => text(glue_sets(config, glue)?),
+                    Err(_) => bail!(
+                        "unknown task `{name}`; known: conll, sentiment, sentiment-regression, \
+                         cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, e2e, planted"
+                    ),
+                },
             },
         }
     }
 }
 
-fn load_conll(config: &RunConfig, tokenizer: &TextTokenizer, device: Device) -> Result<TaskData> {
-    let sets = conll_sets(config, tokenizer)?;
+/// The files of a token-classification task and how to read them: the user's (`task.kind`)
+/// or CoNLL-2003's (the `conll` preset). Both take one path from file to batches.
+pub struct TagFiles {
+    train: PathBuf,
+    /// `None`: `task.dev_fraction` of the training rows are held out.
+    dev: Option<PathBuf>,
+    test: Option<PathBuf>,
+    /// `None`: each file's extension tells.
+    format: Option<Format>,
+    columns: TagColumns,
+    /// Names of integer tags.
+    tag_names: Option<Vec<String>>,
+    mode: EntityMode,
+}
+
+impl TagFiles {
+    /// The run's own files: `task.train_file`, `task.dev_file`, `task.test_file`, scored in
+    /// seqeval's strict IOB2 mode.
+    fn of_run(config: &RunConfig) -> Result<Self> {
+        let task = &config.task;
+        Ok(TagFiles {
+            train: task
+                .train_file
+                .clone()
+                .context("task.train_file is unset")?,
+            dev: task.dev_file.clone(),
+            test: task.test_file.clone(),
+            format: None,
+            columns: task.columns.tag_columns(),
+            tag_names: task.labels.clone(),
+            mode: EntityMode::StrictIob2,
+        })
+    }
+
+    /// CoNLL-2003's column files in `task.data_dir` (or the asset): `train.txt`, `valid.txt`
+    /// (the development set) and `test.txt`, scored by conlleval's rules as the recorded
+    /// experiments were.
+    fn conll2003(config: &RunConfig) -> Result<Self> {
+        let dir = match &config.task.data_dir {
+            Some(dir) => dir.clone(),
+            None => autolora_data::assets::fetch("conll2003")?,
+        };
+        Ok(TagFiles {
+            train: dir.join("train.txt"),
+            dev: Some(dir.join("valid.txt")),
+            test: Some(dir.join("test.txt")),
+            format: Some(Format::Conll),
+            columns: TagColumns::default(),
+            tag_names: None,
+            mode: EntityMode::Conlleval,
+        })
+    }
+
+    fn format(&self, path: &Path) -> Result<Format> {
+        Ok(match self.format {
+            Some(format) => format,
+            None => Format::of(path)?,
+        })
+    }
+}
+
+fn load_tagging(
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+    device: Device,
+    files: &TagFiles,
+) -> Result<TaskData> {
+    let sets = tagged_sets(config, tokenizer, files)?;
+    let spec = TaskSpec::Tagging {
+        labels: sets.labels,
+        mode: files.mode,
+    };
     assemble(
         config,
         tokenizer.pad_id(),
         device,
-        TaskSpec::Tagging {
-            labels: sets.labels,
-            mode: EntityMode::Conlleval,
-        },
+        spec,
         sets.train,
         None,
         sets.evals,
     )
 }
 
-/// CoNLL-2003's splits, limited and tokenized.
-pub struct ConllSets {
-    /// Tag names in id order.
+/// A tagging task's splits, limited and tokenized.
+pub struct TaggedSets {
+    /// Tag names in id order (the training file's).
     pub labels: Vec<String>,
     /// The training set.
     pub train: EncodedSet,
-    /// `dev`, then `test`.
+    /// `dev`, then `test` where there is one.
     pub evals: Vec<(String, EncodedSet)>,
 }
 
-/// Reads CoNLL-2003 (`task.data_dir` or the asset) and tokenizes its splits after their limits.
-pub fn conll_sets(config: &RunConfig, tokenizer: &TextTokenizer) -> Result<ConllSets> {
-    let dir = match &config.task.data_dir {
-        Some(dir) => dir.clone(),
-        None => autolora_data::assets::fetch("conll2003")?,
+/// CoNLL-2003's splits (`task.data_dir` or the asset), limited and tokenized.
+pub fn conll_sets(config: &RunConfig, tokenizer: &TextTokenizer) -> Result<TaggedSets> {
+    tagged_sets(config, tokenizer, &TagFiles::conll2003(config)?)
+}
+
+/// Reads the files of a tagging task (only the rows the limits keep), holds out the
+/// development set where there is no file for it, and tokenizes every split with the
+/// training file's tag set.
+fn tagged_sets(
+    config: &RunConfig,
+    tokenizer: &TextTokenizer,
+    files: &TagFiles,
+) -> Result<TaggedSets> {
+    let read = |path: &Path, role: Role| -> Result<TaggedFile> {
+        let format = files.format(path)?;
+        Ok(read_tagged_file(
+            path,
+            format,
+            &files.columns,
+            files.tag_names.as_deref(),
+            kept_rows(path, format, role, config)?,
+        )?)
     };
-    let mut data = autolora_data::conll::Conll2003::read(&dir)?;
-    let labels = data.label_set();
-    limit(&mut data.train.sentences, Role::Train, config);
-    limit(&mut data.dev.sentences, Role::Eval, config);
-    limit(&mut data.test.sentences, Role::Eval, config);
-    let encode = |file: &autolora_data::conll::TaggedFile| {
-        tokenizer.encode_tagged(&file.path, &file.sentences, &labels)
+    let train = read(&files.train, Role::Train)?;
+    let labels = train.label_set();
+    let (train, dev) = match &files.dev {
+        Some(path) => (train, read(path, Role::Eval)?),
+        None => {
+            let parts = held_out_dev(config, train.sentences.len(), None)?;
+            (train.select(&parts.train), train.select(&parts.validation))
+        }
     };
-    let train = encode(&data.train)?;
-    let evals = vec![
-        ("dev".into(), encode(&data.dev)?),
-        ("test".into(), encode(&data.test)?),
-    ];
-    Ok(ConllSets {
+    let mut evals = vec![("dev".to_string(), dev)];
+    if let Some(path) = &files.test {
+        evals.push(("test".into(), read(path, Role::Eval)?));
+    }
+    let encode = |file: &TaggedFile| -> Result<EncodedSet> {
+        check_tags(file, &labels)?;
+        Ok(tokenizer.encode_tagged(&file.path, &file.sentences, &labels)?)
+    };
+    Ok(TaggedSets {
+        train: encode(&train)?,
+        evals: evals
+            .iter()
+            .map(|(name, file)| Ok((name.clone(), encode(file)?)))
+            .collect::<Result<Vec<_>>>()?,
         labels: labels.labels().to_vec(),
-        train,
-        evals,
     })
 }
 
-/// The Rotten-Tomatoes snippets: sign of the score (binary) or the score (regression), on the
-/// data crate's fixed seeded split.
-fn load_sentiment(
+/// A sentence-level task's splits before tokenization, limits applied: from the user's files
+/// or from a preset (the sentiment snippets, a GLUE folder). All take one path to batches,
+/// [`load_text`].
+struct TextSets {
+    spec: TaskSpec,
+    train: TextSplit,
+    /// `dev` (MNLI: then `dev_mismatched`), then `test` where there is one.
+    evals: Vec<(String, TextSplit)>,
+    /// Rows left out by a stated rule, and how many.
+    skipped: Option<(&'static str, usize)>,
+}
+
+/// Tokenizes every split of `sets` and builds the batches.
+fn load_text(
     config: &RunConfig,
     tokenizer: &TextTokenizer,
     device: Device,
-    regression: bool,
+    sets: TextSets,
 ) -> Result<TaskData> {
+    let encode = |split: &TextSplit| -> Result<EncodedSet> {
+        split.require_labels()?;
+        Ok(tokenizer.encode_examples(&split.examples)?)
+    };
+    let train = encode(&sets.train)?;
+    let evals = sets
+        .evals
+        .iter()
+        .map(|(name, split)| Ok((name.clone(), encode(split)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let pad = tokenizer.pad_id();
+    let mut data = assemble(config, pad, device, sets.spec, train, None, evals)?;
+    if let Some((rule, count)) = sets.skipped {
+        data.report.skipped.insert(rule.into(), count);
+    }
+    Ok(data)
+}
+
+/// The sentiment preset: the Rotten-Tomatoes snippets' sign (binary) or score (regression),
+/// on the data crate's fixed seeded split.
+fn sentiment_sets(config: &RunConfig, regression: bool) -> Result<TextSets> {
     let dir = match &config.task.data_dir {
         Some(dir) => dir.clone(),
         None => autolora_data::assets::fetch("rotten-tomatoes")?,
@@ -279,7 +408,7 @@ fn load_sentiment(
     let (task, spec) = if regression {
         (SentimentTask::Regression, TaskSpec::Regression)
     } else {
-        let labels = vec!["negative".to_string(), "positive".to_string()];
+        let labels = autolora_data::sentiment::LABELS.map(String::from).to_vec();
         let spec = TaskSpec::Classification { labels, glue: None };
         (SentimentTask::Binary, spec)
     };
@@ -288,41 +417,38 @@ fn load_sentiment(
     if dropped > 0 {
         println!("sentiment: {dropped} snippets with score exactly 0 left out of the binary task");
     }
-    let train = encode_text(config, tokenizer, &splits.train, Role::Train)?;
-    let evals = vec![
-        (
-            "dev".into(),
-            encode_text(config, tokenizer, &splits.dev, Role::Eval)?,
-        ),
-        (
-            "test".into(),
-            encode_text(config, tokenizer, &splits.test, Role::Eval)?,
-        ),
-    ];
-    let mut data = assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)?;
-    if dropped > 0 {
-        let rule = "snippets scored exactly 0 (neither class of the binary task)";
-        data.report.skipped.insert(rule.into(), dropped);
-    }
-    Ok(data)
+    let limited = |mut split: TextSplit, role: Role| {
+        limit(&mut split.examples, role, config);
+        split
+    };
+    Ok(TextSets {
+        spec,
+        train: limited(splits.train, Role::Train),
+        evals: vec![
+            ("dev".into(), limited(splits.dev, Role::Eval)),
+            ("test".into(), limited(splits.test, Role::Eval)),
+        ],
+        skipped: (dropped > 0).then_some((
+            "snippets scored exactly 0 (neither class of the binary task)",
+            dropped,
+        )),
+    })
 }
 
-/// A GLUE task from its official folder (`task.data_dir`, or the task's asset). GLUE's test
+/// A GLUE preset from its official folder (`task.data_dir`, or the task's asset). GLUE's test
 /// labels are not public, so the dev files are the evaluation splits.
-fn load_glue(
-    config: &RunConfig,
-    tokenizer: &TextTokenizer,
-    device: Device,
-    glue: GlueTask,
-) -> Result<TaskData> {
+fn glue_sets(config: &RunConfig, glue: GlueTask) -> Result<TextSets> {
     let dir = match &config.task.data_dir {
         Some(dir) => dir.clone(),
         None => autolora_data::assets::fetch(glue.asset_name())?,
     };
-    // Every file is read (and checked) before the slower tokenization starts.
-    let options = GlueOptions::default();
-    let train = glue.read(&dir, GlueFile::Train, options)?;
-    let eval_splits = glue
+    let read = |file: GlueFile, role: Role| -> Result<TextSplit> {
+        let mut split = glue.read(&dir, file, GlueOptions::default())?;
+        limit(&mut split.examples, role, config);
+        Ok(split)
+    };
+    let train = read(GlueFile::Train, Role::Train)?;
+    let evals = glue
         .eval_files()
         .iter()
         .map(|&file| {
@@ -330,17 +456,7 @@ fn load_glue(
                 GlueFile::DevMismatched => "dev_mismatched",
                 _ => "dev",
             };
-            Ok((name.to_string(), glue.read(&dir, file, options)?))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let train = encode_text(config, tokenizer, &train, Role::Train)?;
-    let evals = eval_splits
-        .iter()
-        .map(|(name, split)| {
-            Ok((
-                name.clone(),
-                encode_text(config, tokenizer, split, Role::Eval)?,
-            ))
+            Ok((name.to_string(), read(file, Role::Eval)?))
         })
         .collect::<Result<Vec<_>>>()?;
     let spec = match glue.kind() {
@@ -350,74 +466,32 @@ fn load_glue(
         },
         TaskKind::Regression => TaskSpec::Regression,
     };
-    assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
+    Ok(TextSets {
+        spec,
+        train,
+        evals,
+        skipped: None,
+    })
 }
 
-/// Turns a read text file into labelled examples: class ids or regression targets.
-type LabelReader = Box<dyn Fn(&RawTextFile) -> Result<TextSplit>>;
-
-/// A task from the user's own files (`task.kind`): the training file, the development file
-/// (or a seeded share of the training rows) and an optional test file.
-fn load_files(
-    config: &RunConfig,
-    tokenizer: &TextTokenizer,
-    device: Device,
-    kind: FileTask,
-) -> Result<TaskData> {
+/// The user's text classification or regression files (`task.kind`): the training file, the
+/// development file (or a seeded share of the training rows) and an optional test file.
+fn user_text_sets(config: &RunConfig, kind: FileTask) -> Result<TextSets> {
     let task = &config.task;
     let train_path = task
         .train_file
         .as_deref()
         .context("task.train_file is unset")?;
-    if kind == FileTask::TokenClassification {
-        let columns = task.columns.tag_columns();
-        let names = task.labels.as_deref();
-        let read = |path: &Path, role: Role| -> Result<TaggedFile> {
-            Ok(read_tagged_file(
-                path,
-                &columns,
-                names,
-                kept_rows(path, role, config)?,
-            )?)
-        };
-        let train = read(train_path, Role::Train)?;
-        let labels = train.label_set();
-        let (train, dev) = match &task.dev_file {
-            Some(path) => (train, read(path, Role::Eval)?),
-            None => {
-                let parts = held_out_dev(config, train.sentences.len(), None)?;
-                (train.select(&parts.train), train.select(&parts.validation))
-            }
-        };
-        let mut evals = vec![("dev".to_string(), dev)];
-        if let Some(path) = &task.test_file {
-            evals.push(("test".into(), read(path, Role::Eval)?));
-        }
-        let encode = |file: &TaggedFile| -> Result<EncodedSet> {
-            check_tags(file, &labels)?;
-            Ok(tokenizer.encode_tagged(&file.path, &file.sentences, &labels)?)
-        };
-        let train = encode(&train)?;
-        let evals = evals
-            .iter()
-            .map(|(name, file)| Ok((name.clone(), encode(file)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let spec = TaskSpec::Tagging {
-            labels: labels.labels().to_vec(),
-            mode: EntityMode::StrictIob2,
-        };
-        return assemble(config, tokenizer.pad_id(), device, spec, train, None, evals);
-    }
     let columns = task.columns.text_columns();
     let read = |path: &Path, role: Role| -> Result<RawTextFile> {
         Ok(read_text_file(
             path,
             &columns,
-            kept_rows(path, role, config)?,
+            kept_rows(path, Format::of(path)?, role, config)?,
         )?)
     };
     let train = read(train_path, Role::Train)?;
-    let (spec, to_split): (TaskSpec, LabelReader) = match kind {
+    let classes = match kind {
         FileTask::TextClassification => {
             let labels = match &task.labels {
                 Some(labels) => labels.clone(),
@@ -429,27 +503,23 @@ fn load_files(
                     train_path.display()
                 );
             }
-            let classes = labels.clone();
-            (
-                TaskSpec::Classification { labels, glue: None },
-                Box::new(move |file| Ok(file.classification(&classes)?)),
-            )
+            Some(labels)
         }
-        _ => (
-            TaskSpec::Regression,
-            Box::new(|file| Ok(file.regression()?)),
-        ),
+        _ => None,
+    };
+    let to_split = |file: &RawTextFile| -> Result<TextSplit> {
+        Ok(match &classes {
+            Some(classes) => file.classification(classes)?,
+            None => file.regression()?,
+        })
     };
     let train = to_split(&train)?;
     train.require_labels()?;
     let (train, dev) = match &task.dev_file {
         Some(path) => (train, to_split(&read(path, Role::Eval)?)?),
         None => {
-            let classes = match spec {
-                TaskSpec::Classification { .. } => train.class_ids(),
-                _ => None,
-            };
-            let parts = held_out_dev(config, train.examples.len(), classes.as_deref())?;
+            let ids = classes.as_ref().and_then(|_| train.class_ids());
+            let parts = held_out_dev(config, train.examples.len(), ids.as_deref())?;
             (train.select(&parts.train), train.select(&parts.validation))
         }
     };
@@ -457,24 +527,29 @@ fn load_files(
     if let Some(path) = &task.test_file {
         evals.push(("test".into(), to_split(&read(path, Role::Eval)?)?));
     }
-    // The limits are already applied.
-    let encode = |split: &TextSplit| -> Result<EncodedSet> {
-        split.require_labels()?;
-        Ok(tokenizer.encode_examples(&split.examples)?)
+    let spec = match classes {
+        Some(labels) => TaskSpec::Classification { labels, glue: None },
+        None => TaskSpec::Regression,
     };
-    let train = encode(&train)?;
-    let evals = evals
-        .iter()
-        .map(|(name, split)| Ok((name.clone(), encode(split)?)))
-        .collect::<Result<Vec<_>>>()?;
-    assemble(config, tokenizer.pad_id(), device, spec, train, None, evals)
+    Ok(TextSets {
+        spec,
+        train,
+        evals,
+        skipped: None,
+    })
 }
 
-/// Which rows of `path` the limit of `role` keeps, as a filter on row indices for a reader
-/// that streams the file: the subset [`limit`] keeps (the file is counted first).
-pub fn kept_rows(path: &Path, role: Role, config: &RunConfig) -> Result<impl FnMut(usize) -> bool> {
+/// Which rows of the `format` file `path` the limit of `role` keeps, as a filter on row
+/// indices for a reader that streams the file: the subset [`limit`] keeps (the file is
+/// counted first).
+pub fn kept_rows(
+    path: &Path,
+    format: Format,
+    role: Role,
+    config: &RunConfig,
+) -> Result<impl FnMut(usize) -> bool> {
     let kept = match role.cap(config) {
-        Some(_) => subset(autolora_data::records::count(path)?, role, config),
+        Some(_) => subset(autolora_data::records::count(path, format)?, role, config),
         None => None,
     };
     let mut next = kept.map(|k| k.into_iter().peekable());
@@ -527,19 +602,6 @@ impl Role {
             Role::Eval => config.task.eval_limit,
         }
     }
-}
-
-/// Tokenizes a sentence-level split after applying the limit of its role.
-fn encode_text(
-    config: &RunConfig,
-    tokenizer: &TextTokenizer,
-    split: &TextSplit,
-    role: Role,
-) -> Result<EncodedSet> {
-    split.require_labels()?;
-    let mut examples = split.examples.clone();
-    limit(&mut examples, role, config);
-    Ok(tokenizer.encode_examples(&examples)?)
 }
 
 /// Keeps the first N items (the limit of `role`) after a shuffle seeded by the run seed and
@@ -739,7 +801,14 @@ mod tests {
         let minilm = autolora_data::assets::fetch(autolora_data::assets::MINILM)?;
         let tiny = fixtures().join("tiny-bert");
         // (task, data folder (None: the asset), tokenizer, train limit, pins for seeds 0 and 1)
-        let cases: [(&str, Option<PathBuf>, &Path, Option<usize>, [&str; 2]); 6] = [
+        type Case<'a> = (
+            &'a str,
+            Option<PathBuf>,
+            &'a Path,
+            Option<usize>,
+            [&'a str; 2],
+        );
+        let cases: [Case; 6] = [
             (
                 "conll",
                 None,

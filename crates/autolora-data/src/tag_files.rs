@@ -17,7 +17,7 @@ use serde_json::Value;
 use crate::conll::{TagScheme, TaggedFile, TaggedSentence, iob1_to_iob2};
 use crate::error::{Error, Result};
 use crate::labels::LabelSet;
-use crate::records::{Row, Rows, describe};
+use crate::records::{Format, Row, Rows, describe};
 
 /// Which columns hold the words and their tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,18 +37,20 @@ impl Default for TagColumns {
     }
 }
 
-/// Reads the sentences of `path` whose 0-based row index `keep` accepts; integer tags are
-/// names in `tag_names` (an error without it). The tags come back in IOB2, the file's scheme
-/// in [`TaggedFile::scheme`] (`Iob1` for converted IOB1 and BIOES files alike).
+/// Reads the sentences of the `format` file `path` whose 0-based row index `keep` accepts;
+/// integer tags are names in `tag_names` (an error without it). The tags come back in IOB2,
+/// the file's scheme in [`TaggedFile::scheme`] (`Iob1` for converted IOB1 and BIOES files
+/// alike). A [`Format::Conll`] file's rows have the columns `tokens` and `tags`.
 pub fn read_tagged_file(
     path: &Path,
+    format: Format,
     columns: &TagColumns,
     tag_names: Option<&[String]>,
     mut keep: impl FnMut(usize) -> bool,
 ) -> Result<TaggedFile> {
     let mut sentences = Vec::new();
     let mut bioes = false;
-    for (index, row) in Rows::open(path)?.enumerate() {
+    for (index, row) in Rows::open_as(path, format)?.enumerate() {
         let row = row?;
         if !keep(index) {
             continue;
@@ -206,7 +208,15 @@ mod tests {
     #[test]
     fn schemes_are_detected_and_converted_to_iob2() -> Result<()> {
         let dir = tempfile::tempdir().unwrap();
-        let all = |path: &Path| read_tagged_file(path, &TagColumns::default(), None, |_| true);
+        let all = |path: &Path| {
+            read_tagged_file(
+                path,
+                Format::JsonLines,
+                &TagColumns::default(),
+                None,
+                |_| true,
+            )
+        };
         let iob2 = file(
             &dir,
             "iob2.jsonl",
@@ -236,8 +246,59 @@ mod tests {
             "{\"tokens\": [\"Oslo\", \"x\"], \"tags\": [3, 0]}\n",
         );
         let names: Vec<String> = ["O", "B-PER", "I-PER", "B-LOC"].map(String::from).to_vec();
-        let read = read_tagged_file(&ints, &TagColumns::default(), Some(&names), |_| true)?;
+        let read = read_tagged_file(
+            &ints,
+            Format::JsonLines,
+            &TagColumns::default(),
+            Some(&names),
+            |_| true,
+        )?;
         assert_eq!(tags(&read), [["B-LOC", "O"]]);
+        Ok(())
+    }
+
+    #[test]
+    fn conll_column_files_read_as_their_json_lines_twins() -> Result<()> {
+        let dir = tempfile::tempdir().unwrap();
+        let conll = file(
+            &dir,
+            "a.conll",
+            "-DOCSTART- -X- O\n\nAnna NNP I-PER\nBerg NNP I-PER\nmet VBD O\n\n\nOslo NNP I-LOC\n",
+        );
+        let jsonl = file(
+            &dir,
+            "a.jsonl",
+            "{\"tokens\": [\"Anna\", \"Berg\", \"met\"], \"tags\": [\"I-PER\", \"I-PER\", \"O\"]}\n\
+             {\"tokens\": [\"Oslo\"], \"tags\": [\"I-LOC\"]}\n",
+        );
+        let read = |path: &Path| {
+            read_tagged_file(
+                path,
+                Format::of(path)?,
+                &TagColumns::default(),
+                None,
+                |_| true,
+            )
+        };
+        let (from_conll, from_jsonl) = (read(&conll)?, read(&jsonl)?);
+        assert_eq!(tags(&from_conll), tags(&from_jsonl));
+        assert_eq!(
+            tags(&from_conll),
+            [vec!["B-PER", "I-PER", "O"], vec!["B-LOC"]]
+        );
+        assert_eq!(from_conll.scheme, TagScheme::Iob1);
+        // A sentence is a row at the line of its first word; separators are not rows.
+        let lines: Vec<usize> = from_conll.sentences.iter().map(|s| s.line).collect();
+        assert_eq!(lines, [3, 8]);
+        assert_eq!(crate::records::count(&conll, Format::Conll)?, 2);
+        // Given as CoNLL, a file of another extension reads the same.
+        let txt = file(&dir, "train.txt", &std::fs::read_to_string(&conll).unwrap());
+        let as_conll =
+            read_tagged_file(&txt, Format::Conll, &TagColumns::default(), None, |_| true)?;
+        assert_eq!(as_conll.sentences, from_conll.sentences);
+        let bad = file(&dir, "bad.conll", "Anna NNP B-PER\nBerg B-PER\n");
+        let e = read(&bad).unwrap_err().to_string();
+        assert!(e.ends_with("bad.conll:2: expected 3 whitespace-separated columns (token ... tag), found 2 columns in \"Berg B-PER\""), "{e}");
         Ok(())
     }
 
@@ -246,9 +307,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = |text: &str| {
             let path = file(&dir, "bad.jsonl", text);
-            read_tagged_file(&path, &TagColumns::default(), None, |_| true)
-                .unwrap_err()
-                .to_string()
+            read_tagged_file(
+                &path,
+                Format::JsonLines,
+                &TagColumns::default(),
+                None,
+                |_| true,
+            )
+            .unwrap_err()
+            .to_string()
         };
         let ok = "{\"tokens\": [\"a\"], \"tags\": [\"O\"]}\n";
         let e = err(&format!(

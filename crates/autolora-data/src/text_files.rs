@@ -237,7 +237,10 @@ mod tests {
         assert_eq!(odd.examples[1].line, 4);
         let scores: Vec<Label> = odd.regression()?.examples.iter().map(|e| e.label).collect();
         assert_eq!(scores, [Label::Score(0.5), Label::Score(-2.25)]);
-        assert_eq!(crate::records::count(&path)?, 3);
+        assert_eq!(
+            crate::records::count(&path, crate::records::Format::Tsv)?,
+            3
+        );
         // Named columns; an explicitly named pair column must exist.
         let columns = TextColumns {
             text: "text_pair".into(),

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use autolora_data::records::Rows;
+use autolora_data::records::{Format, Rows};
 use autolora_data::tag_files::{TagColumns, read_tagged_file};
 use autolora_data::text_files::{TextColumns, read_text_file};
 use serde_json::Value;
@@ -69,9 +69,11 @@ fn text_and_tagged_files_read_the_same_from_either_format() -> anyhow::Result<()
         ..TagColumns::default()
     };
     for columns in [&by_name, &by_id] {
-        let parquet =
-            read_tagged_file(&fixture("tagged.parquet"), columns, Some(&names), |_| true)?;
-        let jsonl = read_tagged_file(&fixture("tagged.jsonl"), columns, Some(&names), |_| true)?;
+        let read = |name: &str| {
+            let path = fixture(name);
+            read_tagged_file(&path, Format::of(&path)?, columns, Some(&names), |_| true)
+        };
+        let (parquet, jsonl) = (read("tagged.parquet")?, read("tagged.jsonl")?);
         assert_eq!(parquet.sentences, jsonl.sentences);
         assert_eq!(
             parquet.sentences[0].tags,
