@@ -763,6 +763,9 @@ mod tests {
         }
         for set in &data.evals {
             eat(set.name.as_bytes());
+            if let Some(generation) = &set.generation {
+                eat(format!("{:?}{:?}", generation.prompts, generation.references).as_bytes());
+            }
             batches.extend(&set.batches);
             for cut in &set.cut_tags {
                 eat(format!("{cut:?}").as_bytes());
@@ -795,11 +798,12 @@ mod tests {
     /// The built-in tasks' encodings, subsets and search splits as the loaders that wrote the
     /// recorded experiments produced them (pinned before the built-in tasks became presets of
     /// the own-file loaders): the real CoNLL-2003 and Rotten-Tomatoes files through MiniLM's
-    /// tokenizer with the limits the experiments use, and the GLUE fixtures.
+    /// tokenizer with the limits the experiments use, and the GLUE and E2E fixtures.
     #[test]
     fn built_in_tasks_encode_exactly_as_the_recorded_experiments() -> Result<()> {
         let minilm = autolora_data::assets::fetch(autolora_data::assets::MINILM)?;
         let tiny = fixtures().join("tiny-bert");
+        let gpt2 = fixtures().join("tiny-gpt2");
         // (task, data folder (None: the asset), tokenizer, train limit, pins for seeds 0 and 1)
         type Case<'a> = (
             &'a str,
@@ -808,7 +812,7 @@ mod tests {
             Option<usize>,
             [&'a str; 2],
         );
-        let cases: [Case; 6] = [
+        let cases: [Case; 7] = [
             (
                 "conll",
                 None,
@@ -850,6 +854,13 @@ mod tests {
                 &tiny,
                 None,
                 ["1be46b160b04d2a9", "51e0e3555213443d"],
+            ),
+            (
+                "e2e",
+                Some(fixtures().join("e2e")),
+                &gpt2,
+                None,
+                ["a6f33dfb0aa45ebf", "086685c46ebaa44e"],
             ),
         ];
         for (name, data_dir, model, train_limit, pins) in cases {

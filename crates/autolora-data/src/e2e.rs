@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::text::read_text;
+use crate::records::{Format, Rows};
 
 /// One meaning representation with all its references.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,55 +95,44 @@ pub fn linearise(attributes: &[(String, String)]) -> String {
         .join(" | ")
 }
 
-/// Reads an E2E CSV file (header with `mr` and, except for inputs-only files, `ref`; any case).
+/// Reads an E2E CSV file (header with `mr` and, except for inputs-only files, `ref`; any case)
+/// through the one CSV reader of the user's files ([`Rows`]), so its rules on quotes, ragged
+/// rows and encodings are theirs.
 pub fn read_e2e(path: &Path) -> Result<E2eSplit> {
-    let text = read_text(path, "an E2E CSV file with header mr,ref")?;
-    crate::records::check_quotes(path, b',')?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .from_reader(text.as_bytes());
-    let csv_error = |e: csv::Error| {
-        let line = e.position().map_or(0, |p| p.line() as usize);
-        Error::parse(path, line, "well-formed CSV", e.to_string())
-    };
-    let headers = reader.headers().map_err(csv_error)?.clone();
-    let column = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h.trim().eq_ignore_ascii_case(name))
-    };
-    let mr_col = column("mr").ok_or_else(|| {
-        Error::parse(
-            path,
-            1,
-            "a header with an `mr` column",
-            format!("{:?}", headers.iter().collect::<Vec<_>>()),
-        )
-    })?;
-    let ref_col = column("ref");
-    let width = headers.len();
-
     let mut instances: Vec<E2eInstance> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut rows = 0;
-    for record in reader.records() {
-        let record = record.map_err(csv_error)?;
-        let line = record.position().map_or(0, |p| p.line() as usize);
-        if record.len() != width {
-            return Err(Error::parse(
-                path,
-                line,
-                format!("{width} CSV fields"),
-                format!("{} fields", record.len()),
-            ));
-        }
-        let mr = record[mr_col].trim().to_string();
+    // The header's names of the `mr` and `ref` columns, found on the first row.
+    let mut columns: Option<(String, Option<String>)> = None;
+    for row in Rows::open_as(path, Format::Csv)? {
+        let row = row?;
+        let (mr_col, ref_col) = match &columns {
+            Some(found) => found,
+            None => {
+                let named = |name: &str| {
+                    row.columns()
+                        .into_iter()
+                        .find(|c| c.eq_ignore_ascii_case(name))
+                        .map(str::to_string)
+                };
+                let mr = named("mr").ok_or_else(|| {
+                    Error::parse(
+                        path,
+                        1,
+                        "a header with an `mr` column",
+                        format!("the columns {}", row.columns().join(", ")),
+                    )
+                })?;
+                columns.insert((mr, named("ref")))
+            }
+        };
+        let line = row.line;
+        let mr = row.string(path, mr_col)?.trim().to_string();
         let attributes = parse_mr(&mr)
             .map_err(|expected| Error::parse(path, line, expected, format!("MR {mr:?}")))?;
         let reference = match ref_col {
             Some(c) => {
-                let r = record[c].trim();
+                let r = row.string(path, c)?.trim().to_string();
                 if r.is_empty() {
                     return Err(Error::parse(
                         path,
@@ -152,7 +141,7 @@ pub fn read_e2e(path: &Path) -> Result<E2eSplit> {
                         "an empty field",
                     ));
                 }
-                Some(r.to_string())
+                Some(r)
             }
             None => None,
         };
@@ -170,12 +159,6 @@ pub fn read_e2e(path: &Path) -> Result<E2eSplit> {
         if let Some(r) = reference {
             instances[slot].references.push(r);
         }
-    }
-    if rows == 0 {
-        return Err(Error::EmptyFile {
-            path: path.to_path_buf(),
-            expected: "MR rows after the header".to_string(),
-        });
     }
     Ok(E2eSplit {
         path: path.to_path_buf(),

@@ -63,7 +63,7 @@ fn bad_input_names_file_line_and_expectation() {
     let p = write("cols.csv", b"mr,ref\n\"name[A]\",ok,extra\n");
     let err = read_e2e(&p).unwrap_err().to_string();
     assert!(
-        err.contains("cols.csv:2: expected 2 CSV fields, found 3 fields"),
+        err.contains("cols.csv:2: expected 2 fields, as the header has, found 3 fields"),
         "{err}"
     );
     // An unterminated quote: alone, it would run to the end of the file; before more rows, to
