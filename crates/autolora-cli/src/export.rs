@@ -65,6 +65,17 @@ pub fn run(session: &Session, out: &Path, merged: Option<&Path>) -> Result<()> {
                 )
             })?;
         }
+        // What `autolora predict --adapter` needs beside the weights; PEFT reads neither.
+        std::fs::write(
+            staging.join(crate::predict::EXPORTED_CONFIG),
+            session.config.to_toml()?,
+        )?;
+        if let Some(labels) = session.data.spec.labels() {
+            std::fs::write(
+                staging.join(crate::session::LABELS_FILE),
+                serde_json::to_string_pretty(labels)?,
+            )?;
+        }
         Ok(())
     })?;
     println!("PEFT adapter written to {}", out.display());

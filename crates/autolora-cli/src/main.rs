@@ -69,7 +69,8 @@ enum Command {
     },
     /// Time one training or search step on random tokens and print it as JSON.
     Bench(bench::BenchArgs),
-    /// A finished run's adapter on a new file: one prediction per row, as JSON Lines.
+    /// A finished run's adapter, or an exported one on its base model, on a new file: one
+    /// prediction per row, as JSON Lines.
     Predict(predict::PredictArgs),
     /// Print a ranks.json as a table and draw its heatmap.
     Ranks {
@@ -211,9 +212,7 @@ fn dispatch(command: Command) -> Result<()> {
             export::run(&session, &adapter, merged.as_deref())
         }
         Command::Bench(args) => bench::run(&args),
-        Command::Predict(args) => {
-            predict::run(&args.run, &args.input, &args.output, args.device.as_deref())
-        }
+        Command::Predict(args) => predict::run(&args),
         Command::Ranks { path, heatmap } => {
             let ranks = ranks::RanksFile::load(&path)?;
             print!("{}", ranks.table());

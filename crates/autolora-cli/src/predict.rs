@@ -1,6 +1,12 @@
-//! `autolora predict`: a finished run's adapter on a new, unlabelled file of any supported
-//! format, one prediction per row in JSON Lines, in file order, read and written a batch at a
-//! time (the output appears whole, atomically, when every row is done).
+//! `autolora predict`: a finished run's adapter, or an exported PEFT adapter on its base
+//! model, on a new, unlabelled file of any supported format, one prediction per row in JSON
+//! Lines, in file order, read and written a batch at a time (the output appears whole,
+//! atomically, when every row is done).
+//!
+//! An adapter folder written by `autolora export` carries the run's settings
+//! ([`EXPORTED_CONFIG`]: base model, task, columns, decoding) and its classes
+//! ([`LABELS_FILE`]); PEFT ignores both. For an adapter from elsewhere a run file given with
+//! `--config` names the base model and the task (`task.kind`, `task.columns`, `task.labels`).
 //!
 //! - classification: `{"line", "label", "probabilities": {class: p}}`;
 //! - regression: `{"line", "score"}`;
@@ -36,19 +42,47 @@ enum Predicted {
     Text,
 }
 
-/// Writes the predictions of the run in `run_dir` for every row of `input` to `output`.
-pub fn run(run_dir: &Path, input: &Path, output: &Path, device_name: Option<&str>) -> Result<()> {
-    let mut config = RunConfig::load(&run_dir.join(CONFIG_FILE))
-        .with_context(|| format!("{} is not a finished run directory", run_dir.display()))?;
-    if let Some(name) = device_name {
-        config.run.device = name.to_string();
+/// The run's settings in an adapter folder `autolora export` writes.
+pub const EXPORTED_CONFIG: &str = "autolora.toml";
+
+/// Writes the predictions of the run or adapter `args` names for every row of its input.
+pub fn run(args: &PredictArgs) -> Result<()> {
+    let (input, output) = (args.input.as_path(), args.output.as_path());
+    // Where the settings, the classes and the adapter are.
+    let (mut config, labels_dir, adapter) = match (&args.run, &args.adapter) {
+        (Some(run_dir), _) => {
+            let config = RunConfig::load(&run_dir.join(CONFIG_FILE)).with_context(|| {
+                format!("{} is not a finished run directory", run_dir.display())
+            })?;
+            (config, run_dir.clone(), run_dir.join(ADAPTER_DIR))
+        }
+        (None, Some(dir)) => {
+            let path = args
+                .config
+                .clone()
+                .unwrap_or_else(|| dir.join(EXPORTED_CONFIG));
+            if !path.exists() {
+                bail!(
+                    "{} has no {EXPORTED_CONFIG} (it was not written by `autolora export`): pass \
+                     --config with a run file naming the base model ([model]) and the task \
+                     (task.kind, task.columns, and task.labels for classes or tags)",
+                    dir.display()
+                );
+            }
+            (RunConfig::load(&path)?, dir.clone(), dir.clone())
+        }
+        (None, None) => bail!("predict needs --run DIR or --adapter DIR"),
+    };
+    config.apply_overrides(&args.overrides)?;
+    if let Some(name) = &args.device {
+        config.run.device = name.clone();
     }
     if config.run.threads > 0 {
         tch::set_num_threads(config.run.threads as i32);
     }
     let device = device(&config)?;
     let model_dir = model_dir(&config)?;
-    let predicted = predicted(&config, run_dir)?;
+    let predicted = predicted(&config, &labels_dir)?;
     let task = match &predicted {
         Predicted::Classes(labels) => autolora_models::Task::SequenceClassification {
             num_labels: labels.len() as i64,
@@ -60,7 +94,6 @@ pub fn run(run_dir: &Path, input: &Path, output: &Path, device_name: Option<&str
         Predicted::Text => autolora_models::Task::CausalLm,
     };
     let mut model = load_base(&config, &model_dir, device, task, AttentionImpl::Fused)?;
-    let adapter = run_dir.join(ADAPTER_DIR);
     apply_peft_adapter(model.as_mut(), &adapter)
         .with_context(|| format!("loading the adapter in {}", adapter.display()))?;
     let _guard = tch::no_grad_guard();
@@ -162,8 +195,9 @@ impl Prediction<'_> {
     }
 }
 
-/// The kind of the run's task and its classes or tags (`labels.json` of the run directory).
-fn predicted(config: &RunConfig, run_dir: &Path) -> Result<Predicted> {
+/// The kind of the run's task and its classes or tags: `labels.json` in `dir` (the run
+/// directory or the exported adapter), else `task.labels`.
+fn predicted(config: &RunConfig, dir: &Path) -> Result<Predicted> {
     let kind = match config.task.kind {
         Some(kind) => kind,
         None => match config.task.name.as_str() {
@@ -185,7 +219,16 @@ fn predicted(config: &RunConfig, run_dir: &Path) -> Result<Predicted> {
         },
     };
     let labels = || -> Result<Vec<String>> {
-        let path = run_dir.join(LABELS_FILE);
+        let path = dir.join(LABELS_FILE);
+        if !path.exists() {
+            return config.task.labels.clone().with_context(|| {
+                format!(
+                    "{} has no {LABELS_FILE} and task.labels is unset: list the classes or tags \
+                     in id order in task.labels",
+                    dir.display()
+                )
+            });
+        }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading the run's classes from {}", path.display()))?;
         serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))
@@ -279,8 +322,20 @@ fn predict_batch(
 #[derive(clap::Args)]
 pub struct PredictArgs {
     /// A finished run's directory (its config.toml, labels.json and adapter/).
+    #[arg(long, required_unless_present = "adapter", conflicts_with = "adapter")]
+    pub run: Option<PathBuf>,
+    /// An exported PEFT adapter folder instead of a run: `autolora export --adapter`'s (with
+    /// the run's settings and classes beside it) or any PEFT LoRA adapter with `--config`.
     #[arg(long)]
-    pub run: PathBuf,
+    pub adapter: Option<PathBuf>,
+    /// With --adapter: a run file naming the base model and the task (default: the adapter
+    /// folder's autolora.toml).
+    #[arg(long, requires = "adapter")]
+    pub config: Option<PathBuf>,
+    /// Override a setting, e.g. `--set model.dir=path/to/base` where the base model has moved
+    /// (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
     /// The file to predict on: CSV, TSV, JSON Lines or Parquet, with the columns the run was
     /// trained on (labels not needed).
     #[arg(long)]

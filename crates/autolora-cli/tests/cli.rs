@@ -727,6 +727,63 @@ fn own_files_run_on_decoders_and_gguf_models() -> Result<()> {
                     .all(|r| r["tags"].as_array().unwrap().len() == 3)
             );
         }
+
+        // The exported adapter predicts the same on its base, outside the run directory.
+        let exported = out.join("exported");
+        let config_arg = config.to_str().unwrap();
+        ok(autolora(&[
+            "export",
+            "--config",
+            config_arg,
+            "--adapter",
+            exported.to_str().unwrap(),
+        ])?)?;
+        let again = out.join("again.jsonl");
+        let predict = |extra: &[&str]| {
+            let mut args = vec![
+                "predict",
+                "--input",
+                file.to_str().unwrap(),
+                "--output",
+                again.to_str().unwrap(),
+            ];
+            args.extend_from_slice(extra);
+            autolora(&args)
+        };
+        let adapter_arg = exported.to_str().unwrap();
+        ok(predict(&["--adapter", adapter_arg])?)?;
+        assert_eq!(
+            std::fs::read_to_string(&again)?,
+            std::fs::read_to_string(&predictions)?,
+            "{name}"
+        );
+        // An adapter without autolora's settings (as PEFT writes one) needs a run file naming
+        // the base and the task, and the classes where there are any.
+        std::fs::remove_file(exported.join("autolora.toml"))?;
+        std::fs::remove_file(exported.join("labels.json"))?;
+        let stderr = String::from_utf8(predict(&["--adapter", adapter_arg])?.stderr)?;
+        assert!(stderr.contains("has no autolora.toml"), "{stderr}");
+        let bare = predict(&["--adapter", adapter_arg, "--config", config_arg])?;
+        let stderr = String::from_utf8(bare.stderr)?;
+        assert!(stderr.contains("task.labels is unset"), "{stderr}");
+        let labels = match metric {
+            "accuracy" => r#"task.labels=["met", "sued"]"#,
+            _ => r#"task.labels=["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]"#,
+        };
+        let with_labels = [
+            "--adapter",
+            adapter_arg,
+            "--config",
+            config_arg,
+            "--set",
+            labels,
+        ];
+        ok(predict(&with_labels)?)?;
+        assert_eq!(
+            std::fs::read_to_string(&again)?,
+            std::fs::read_to_string(&predictions)?,
+            "{name}"
+        );
     }
     Ok(())
 }
