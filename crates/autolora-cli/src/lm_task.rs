@@ -15,7 +15,7 @@ use tch::Device;
 
 use crate::config::RunConfig;
 use crate::generation::{GenerationSet, Scoring};
-use crate::task::{Role, TaskData, TaskSpec, held_out_dev, kept_rows};
+use crate::task::{Role, TaskData, TaskSpec, eval_splits, kept_rows};
 
 /// Loads `task.train_file` (with `task.dev_file`, or a held-out share of the training rows,
 /// and an optional `task.test_file`) for the model in `model_dir`.
@@ -39,17 +39,13 @@ pub fn load(config: &RunConfig, model_dir: &Path, device: Device) -> Result<Task
     };
 
     let train = read(train_path, Role::Train)?;
-    let (train, dev) = match &task.dev_file {
-        Some(path) => (train, read(path, Role::Eval)?),
-        None => {
-            let parts = held_out_dev(config, train.rows.len(), None)?;
-            (train.select(&parts.train), train.select(&parts.validation))
-        }
-    };
-    let mut evals = vec![("dev".to_string(), dev)];
-    if let Some(path) = &task.test_file {
-        evals.push(("test".into(), read(path, Role::Eval)?));
-    }
+    let (train, evals) = eval_splits(
+        config,
+        train,
+        task.dev_file.as_deref(),
+        task.test_file.as_deref(),
+        |path| read(path, Role::Eval),
+    )?;
 
     let encoder = LmEncoder {
         tokenizer: &tokenizer,

@@ -335,17 +335,13 @@ fn tagged_sets(
     };
     let train = read(&files.train, Role::Train)?;
     let labels = train.label_set();
-    let (train, dev) = match &files.dev {
-        Some(path) => (train, read(path, Role::Eval)?),
-        None => {
-            let parts = held_out_dev(config, train.sentences.len(), None)?;
-            (train.select(&parts.train), train.select(&parts.validation))
-        }
-    };
-    let mut evals = vec![("dev".to_string(), dev)];
-    if let Some(path) = &files.test {
-        evals.push(("test".into(), read(path, Role::Eval)?));
-    }
+    let (train, evals) = eval_splits(
+        config,
+        train,
+        files.dev.as_deref(),
+        files.test.as_deref(),
+        |path| read(path, Role::Eval),
+    )?;
     let encode = |file: &TaggedFile| -> Result<EncodedSet> {
         check_tags(file, &labels)?;
         Ok(tokenizer.encode_tagged(&file.path, &file.sentences, &labels)?)
@@ -515,18 +511,13 @@ fn user_text_sets(config: &RunConfig, kind: FileTask) -> Result<TextSets> {
     };
     let train = to_split(&train)?;
     train.require_labels()?;
-    let (train, dev) = match &task.dev_file {
-        Some(path) => (train, to_split(&read(path, Role::Eval)?)?),
-        None => {
-            let ids = classes.as_ref().and_then(|_| train.class_ids());
-            let parts = held_out_dev(config, train.examples.len(), ids.as_deref())?;
-            (train.select(&parts.train), train.select(&parts.validation))
-        }
-    };
-    let mut evals = vec![("dev".to_string(), dev)];
-    if let Some(path) = &task.test_file {
-        evals.push(("test".into(), to_split(&read(path, Role::Eval)?)?));
-    }
+    let (train, evals) = eval_splits(
+        config,
+        train,
+        task.dev_file.as_deref(),
+        task.test_file.as_deref(),
+        |path| to_split(&read(path, Role::Eval)?),
+    )?;
     let spec = match classes {
         Some(labels) => TaskSpec::Classification { labels, glue: None },
         None => TaskSpec::Regression,
@@ -557,6 +548,73 @@ pub fn kept_rows(
         None => true,
         Some(next) => next.next_if_eq(&index).is_some(),
     })
+}
+
+/// Rows read from a data file, of which a subset can be taken: what [`eval_splits`] holds a
+/// development set out of.
+pub trait Selectable: Sized {
+    /// Number of rows.
+    fn rows(&self) -> usize;
+    /// The rows at `indices`, in that order.
+    fn select(&self, indices: &[usize]) -> Self;
+    /// Each row's class, where a held-out share keeps the class balance.
+    fn classes(&self) -> Option<Vec<usize>> {
+        None
+    }
+}
+
+impl Selectable for TaggedFile {
+    fn rows(&self) -> usize {
+        self.sentences.len()
+    }
+    fn select(&self, indices: &[usize]) -> Self {
+        TaggedFile::select(self, indices)
+    }
+}
+
+impl Selectable for TextSplit {
+    fn rows(&self) -> usize {
+        self.examples.len()
+    }
+    fn select(&self, indices: &[usize]) -> Self {
+        TextSplit::select(self, indices)
+    }
+    fn classes(&self) -> Option<Vec<usize>> {
+        self.class_ids()
+    }
+}
+
+impl Selectable for autolora_data::lm_files::LmFile {
+    fn rows(&self) -> usize {
+        self.rows.len()
+    }
+    fn select(&self, indices: &[usize]) -> Self {
+        autolora_data::lm_files::LmFile::select(self, indices)
+    }
+}
+
+/// The evaluation splits of a task on files, in order: the development file (`read`), or
+/// without one a share of the training rows held out ([`held_out_dev`]); then the test file
+/// where there is one. Returns the training rows left and the named splits.
+pub fn eval_splits<T: Selectable>(
+    config: &RunConfig,
+    train: T,
+    dev: Option<&Path>,
+    test: Option<&Path>,
+    read: impl Fn(&Path) -> Result<T>,
+) -> Result<(T, Vec<(String, T)>)> {
+    let (train, dev) = match dev {
+        Some(path) => (train, read(path)?),
+        None => {
+            let parts = held_out_dev(config, train.rows(), train.classes().as_deref())?;
+            (train.select(&parts.train), train.select(&parts.validation))
+        }
+    };
+    let mut evals = vec![("dev".to_string(), dev)];
+    if let Some(path) = test {
+        evals.push(("test".into(), read(path)?));
+    }
+    Ok((train, evals))
 }
 
 /// Without a `task.dev_file`: `task.dev_fraction` of the `n` training rows (per class where
