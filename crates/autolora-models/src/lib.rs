@@ -20,8 +20,9 @@
 //! * [`generate()`] decodes with a key/value cache ([`CausalLm`]): greedy, or beam search with
 //!   length penalty and no-repeat-n-gram blocking as Hugging Face `generate` does it
 //!   ([`GenerationConfig::e2e`] is the LoRA paper's E2E protocol).
-//! * [`gguf::load_gguf`] loads a Llama from a llama.cpp GGUF file (F32, F16, BF16, Q8_0,
-//!   Q4_0, Q4_1), with its config and tokenizer rebuilt from the metadata.
+//! * [`gguf::load_gguf`] loads a Llama from a llama.cpp GGUF file as downloaded (F32, F16,
+//!   BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants Q2_K to Q6_K, mixed in one file as
+//!   `Q4_K_M` files mix them), with its config and tokenizer rebuilt from the metadata.
 //! * [`peft::apply_peft_adapter`] loads a Hugging Face PEFT LoRA adapter;
 //!   [`peft::save_peft_adapter`] exports this model's adapters (per-module ranks and alphas,
 //!   the task head as `modules_to_save`) in the same format.
