@@ -177,10 +177,13 @@ impl Layout {
             .find(|p| keys.iter().any(|k| k.starts_with(p)))
             .unwrap_or("");
         let task = model.task();
-        let tied = match model.architecture() {
-            Architecture::Llama => LlamaConfig::from_raw(raw)?.tie_word_embeddings,
-            Architecture::Gpt2 => Gpt2Config::from_raw(raw)?.tie_word_embeddings,
-            _ => true, // encoders have no LM head
+        let architecture = model.architecture();
+        let tied = if architecture.is_llama_family() {
+            LlamaConfig::from_raw(raw)?.tie_word_embeddings
+        } else if architecture == Architecture::Gpt2 {
+            Gpt2Config::from_raw(raw)?.tie_word_embeddings
+        } else {
+            true // encoders have no LM head
         };
         let pooled = matches!(task, Task::SequenceClassification { .. } | Task::Regression);
         Ok(Layout {
@@ -369,13 +372,7 @@ fn class_name(model: &dyn Model) -> String {
     if model.architecture() == Architecture::Gpt2 && model.task() == Task::CausalLm {
         return "GPT2LMHeadModel".into(); // the one class that breaks the naming pattern
     }
-    let stem = match model.architecture() {
-        Architecture::Bert => "Bert",
-        Architecture::Roberta => "Roberta",
-        Architecture::Gpt2 => "GPT2",
-        Architecture::Llama => "Llama",
-        _ => "Auto",
-    };
+    let stem = model.architecture().class_stem();
     let head = match model.task() {
         Task::TokenClassification { .. } => "ForTokenClassification",
         Task::SequenceClassification { .. } | Task::Regression => "ForSequenceClassification",

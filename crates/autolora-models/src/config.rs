@@ -30,6 +30,13 @@ pub enum Architecture {
     /// The Llama family (`model_type: "llama"`): RMSNorm, rotary embeddings, grouped-query
     /// attention, SwiGLU.
     Llama,
+    /// Qwen2 / Qwen2.5 (`model_type: "qwen2"`): Llama with q/k/v biases (no o bias) and
+    /// optional sliding-window attention on the upper layers.
+    Qwen2,
+    /// Qwen3 (`model_type: "qwen3"`): Llama with an RMSNorm on every query and key head.
+    Qwen3,
+    /// Mistral (`model_type: "mistral"`): Llama with sliding-window attention.
+    Mistral,
 }
 
 impl Architecture {
@@ -39,6 +46,9 @@ impl Architecture {
         Architecture::Roberta,
         Architecture::Gpt2,
         Architecture::Llama,
+        Architecture::Qwen2,
+        Architecture::Qwen3,
+        Architecture::Mistral,
     ];
 
     /// The `model_type` string of Hugging Face configs.
@@ -48,21 +58,36 @@ impl Architecture {
             Architecture::Roberta => "roberta",
             Architecture::Gpt2 => "gpt2",
             Architecture::Llama => "llama",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
+            Architecture::Mistral => "mistral",
         }
     }
 
     /// Whether the architecture is a decoder (causal attention, LM head).
     pub fn is_decoder(self) -> bool {
-        matches!(self, Architecture::Gpt2 | Architecture::Llama)
+        self == Architecture::Gpt2 || self.is_llama_family()
+    }
+
+    /// Whether the architecture is Llama or one of the families built on its layers
+    /// ([`crate::llama::Family`]).
+    pub fn is_llama_family(self) -> bool {
+        matches!(
+            self,
+            Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3 | Architecture::Mistral
+        )
     }
 
     /// The class-name stem used in `architectures` (`BertForMaskedLM` -> `Bert`).
-    fn class_stem(self) -> &'static str {
+    pub fn class_stem(self) -> &'static str {
         match self {
             Architecture::Bert => "Bert",
             Architecture::Roberta => "Roberta",
             Architecture::Gpt2 => "GPT2",
             Architecture::Llama => "Llama",
+            Architecture::Qwen2 => "Qwen2",
+            Architecture::Qwen3 => "Qwen3",
+            Architecture::Mistral => "Mistral",
         }
     }
 

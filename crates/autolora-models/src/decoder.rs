@@ -109,6 +109,9 @@ pub struct BodyInput<'a> {
     pub positions: &'a Tensor,
     /// Additive attention bias [b, 1, s, past + s] (see [`causal_mask_bias`]).
     pub mask_bias: &'a Tensor,
+    /// The same bias with the body's sliding window ([`DecoderBody::sliding_window`]) for
+    /// the layers that slide; `None` when none does.
+    pub window_mask_bias: Option<&'a Tensor>,
     /// Switches dropout on.
     pub train: bool,
 }
@@ -132,6 +135,10 @@ pub trait DecoderBody: std::fmt::Debug {
     fn linear_layers_mut(&mut self) -> Vec<(String, &mut LoraLinear)>;
     /// Selects the attention implementation.
     fn set_attention(&mut self, imp: AttentionImpl);
+    /// The attention window of the layers that slide, if any do.
+    fn sliding_window(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// A causal language model that can decode step by step with a key/value cache.
@@ -376,12 +383,17 @@ impl DecoderModel {
     ) -> Result<Tensor> {
         check_id_range(ids, self.body.vocab_size(), "input_ids")?;
         let s = ids.size()[1];
-        let mask_bias = causal_mask_bias(attention_mask, s, self.kind);
+        let mask_bias = causal_mask_bias(attention_mask, s, None, self.kind);
+        let window_mask_bias = self
+            .body
+            .sliding_window()
+            .map(|w| causal_mask_bias(attention_mask, s, Some(w), self.kind));
         self.body.forward(
             &BodyInput {
                 ids,
                 positions,
                 mask_bias: &mask_bias,
+                window_mask_bias: window_mask_bias.as_ref(),
                 train,
             },
             cache,

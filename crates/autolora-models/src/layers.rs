@@ -378,15 +378,21 @@ pub fn padding_mask_bias(mask: &Tensor, kind: Kind) -> Tensor {
 
 /// The additive bias [b, 1, q, k] of causal attention over a cache: `q` new queries at
 /// absolute positions `k - q .. k` may attend to key `j` when `j <= ` their position and
-/// `mask[b, j]` is 1 (`mask`: 0/1 [b, k] covering cached and new tokens). Disallowed
-/// entries get the kind's most negative finite value.
-pub fn causal_mask_bias(mask: &Tensor, queries: i64, kind: Kind) -> Tensor {
+/// `mask[b, j]` is 1 (`mask`: 0/1 [b, k] covering cached and new tokens), and with a sliding
+/// `window` when `j > ` their position `- window`. Disallowed entries get the kind's most
+/// negative finite value.
+pub fn causal_mask_bias(mask: &Tensor, queries: i64, window: Option<i64>, kind: Kind) -> Tensor {
     let keys = mask.size()[1];
     let device = mask.device();
     let q_pos = Tensor::arange_start(keys - queries, keys, (Kind::Int64, device)).unsqueeze(1);
     let k_pos = Tensor::arange(keys, (Kind::Int64, device)).unsqueeze(0);
     // [q, k] & [b, 1, 1, k] -> [b, 1, q, k]
-    let causal = k_pos.le_tensor(&q_pos).unsqueeze(0).unsqueeze(0);
+    let mut causal = k_pos.le_tensor(&q_pos);
+    if let Some(window) = window {
+        // transformers' sliding-window overlay: kv_idx > q_idx - window.
+        causal = causal.logical_and(&k_pos.gt_tensor(&(&q_pos - window)));
+    }
+    let causal = causal.unsqueeze(0).unsqueeze(0);
     let allowed = causal.logical_and(&mask.ne(0).unsqueeze(1).unsqueeze(1));
     let zero = Tensor::zeros([], (kind, device));
     let min = Tensor::full([], most_negative(kind), (kind, device));

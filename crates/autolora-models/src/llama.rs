@@ -1,6 +1,13 @@
 //! The Llama family (Hugging Face `LlamaModel` layout, body of `LlamaForCausalLM` and
 //! friends): RMSNorm, rotary embeddings, grouped-query attention, SwiGLU feed-forward.
 //!
+//! Qwen2 / Qwen2.5, Qwen3 and Mistral share these layers and differ by a few facts, a
+//! [`Family`]: which projections have biases, an RMSNorm on each query and key head (Qwen3,
+//! `self_attn.{q,k}_norm`), and which layers attend through a sliding window (Mistral: all of
+//! them when `sliding_window` is set; Qwen: `layer_types`, or the layers from
+//! `max_window_layers` on when `use_sliding_window`). Window semantics are transformers
+//! 4.57.1's: query column `i` sees key columns `j` with `i - window < j <= i`.
+//!
 //! Module paths equal checkpoint keys without the `model.` prefix: `embed_tokens`,
 //! `layers.N.input_layernorm`, `layers.N.self_attn.{q,k,v,o}_proj`,
 //! `layers.N.post_attention_layernorm`, `layers.N.mlp.{gate,up,down}_proj`, `norm`. The LM
@@ -99,6 +106,58 @@ pub struct LlamaConfig {
     /// Padding token, if any.
     #[serde(default)]
     pub pad_token_id: Option<i64>,
+    /// Width of the attention window of the layers that slide (Mistral, Qwen).
+    #[serde(default)]
+    pub sliding_window: Option<i64>,
+    /// Qwen: whether `sliding_window` applies at all.
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    /// Qwen: layers below this index attend fully when `layer_types` is absent (28 when absent).
+    #[serde(default)]
+    pub max_window_layers: Option<i64>,
+    /// Qwen: `full_attention` or `sliding_attention` per layer.
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
+    /// Which member of the family the config describes (from `model_type`).
+    #[serde(skip)]
+    pub family: Family,
+}
+
+/// The members of the Llama family and the facts that tell them apart.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Family {
+    /// Llama: biases as `attention_bias` and `mlp_bias` say, no sliding window.
+    #[default]
+    Llama,
+    /// Qwen2 / Qwen2.5: q/k/v biases, none on o or the feed-forward.
+    Qwen2,
+    /// Qwen3: biases as `attention_bias` says, RMSNorm on each query and key head.
+    Qwen3,
+    /// Mistral: no biases, every layer slides when `sliding_window` is set.
+    Mistral,
+}
+
+impl Family {
+    /// The family of `architecture`, if it is one.
+    pub fn of(architecture: Architecture) -> Option<Self> {
+        match architecture {
+            Architecture::Llama => Some(Family::Llama),
+            Architecture::Qwen2 => Some(Family::Qwen2),
+            Architecture::Qwen3 => Some(Family::Qwen3),
+            Architecture::Mistral => Some(Family::Mistral),
+            _ => None,
+        }
+    }
+
+    /// The architecture (for `model_type` and class names).
+    pub fn architecture(self) -> Architecture {
+        match self {
+            Family::Llama => Architecture::Llama,
+            Family::Qwen2 => Architecture::Qwen2,
+            Family::Qwen3 => Architecture::Qwen3,
+            Family::Mistral => Architecture::Mistral,
+        }
+    }
 }
 
 impl LlamaConfig {
@@ -115,8 +174,8 @@ impl LlamaConfig {
     /// computes with, and the values implemented. The rotary keys (`rope_parameters`, or
     /// `rope_theta` + `rope_scaling`, and `partial_rotary_factor`) are checked by
     /// [`RopeConfig::from_raw`]. Not listed: `pretraining_tp` and `sliding_window`, which
-    /// Llama's modeling code does not read, and the dropouts and `initializer_range`, which
-    /// only matter in training.
+    /// Llama's modeling code does not read (the sliding-window keys are read for Mistral and
+    /// Qwen), and the dropouts and `initializer_range`, which only matter in training.
     pub const COMPUTATION_KEYS: &'static [(&'static str, Implemented)] = &[
         ("hidden_act", Implemented::OneOf(Activation::HF_NAMES)),
         ("rms_norm_eps", Implemented::Any),
@@ -125,14 +184,75 @@ impl LlamaConfig {
         ("attention_bias", Implemented::Any),
         ("mlp_bias", Implemented::Any),
         ("tie_word_embeddings", Implemented::Any),
+        ("sliding_window", Implemented::Any),
+        ("use_sliding_window", Implemented::Any),
+        ("max_window_layers", Implemented::Any),
+        ("layer_types", Implemented::Any),
     ];
 
-    /// Parses and validates a raw config.
+    /// Parses and validates a raw config (of any member of the family, by `model_type`).
     pub fn from_raw(raw: &RawConfig) -> Result<Self> {
         let mut config: Self =
             raw.parse_checked(Self::REQUIRED, Self::COMPUTATION_KEYS, Self::validate)?;
         config.rope = RopeConfig::from_raw(raw, config.max_position_embeddings)?;
+        config.family = Family::of(raw.architecture()?).ok_or_else(|| {
+            raw.bad(format!(
+                "model_type {} is not a Llama-family architecture",
+                raw.architecture()
+                    .map_or_else(|_| "?".into(), |a| a.to_string())
+            ))
+        })?;
+        if let Some(types) = &config.layer_types {
+            if types.len() as i64 != config.num_hidden_layers {
+                return Err(raw.bad(format!(
+                    "layer_types has {} entries for {} layers",
+                    types.len(),
+                    config.num_hidden_layers
+                )));
+            }
+            if let Some(t) = types
+                .iter()
+                .find(|t| !["full_attention", "sliding_attention"].contains(&t.as_str()))
+            {
+                return Err(raw.bad(format!(
+                    "layer_types holds {t:?}; implemented: full_attention, sliding_attention"
+                )));
+            }
+        }
+        if config.sliding_window.is_some_and(|w| w < 1) {
+            return Err(raw.bad("sliding_window must be positive".to_string()));
+        }
         Ok(config)
+    }
+
+    /// Whether the q/k/v and the o projections have biases.
+    pub fn attention_biases(&self) -> (bool, bool) {
+        match self.family {
+            Family::Llama | Family::Qwen3 => (self.attention_bias, self.attention_bias),
+            Family::Qwen2 => (true, false),
+            Family::Mistral => (false, false),
+        }
+    }
+
+    /// Whether the feed-forward projections have biases.
+    pub fn feed_forward_bias(&self) -> bool {
+        self.family == Family::Llama && self.mlp_bias
+    }
+
+    /// The attention window of layer `n`; `None`: it attends to every earlier position.
+    pub fn window(&self, n: i64) -> Option<i64> {
+        match self.family {
+            Family::Llama => None,
+            Family::Mistral => self.sliding_window,
+            Family::Qwen2 | Family::Qwen3 => {
+                let window = self.sliding_window.filter(|_| self.use_sliding_window)?;
+                let slides = match &self.layer_types {
+                    Some(types) => types[n as usize] == "sliding_attention",
+                    None => n >= self.max_window_layers.unwrap_or(28),
+                };
+                slides.then_some(window)
+            }
+        }
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
@@ -174,6 +294,10 @@ impl LlamaConfig {
 #[derive(Debug)]
 struct Layer {
     input_norm: RmsNorm,
+    /// Qwen3: RMSNorm over each query and key head.
+    qk_norm: Option<(RmsNorm, RmsNorm)>,
+    /// Whether the layer attends through the sliding window.
+    slides: bool,
     q: LoraLinear,
     k: LoraLinear,
     v: LoraLinear,
@@ -261,7 +385,7 @@ impl LlamaBody {
             config.head_width(),
         );
         let eps = config.rms_norm_eps;
-        let (ab, mb) = (config.attention_bias, config.mlp_bias);
+        let ((qkv_b, o_b), mb) = (config.attention_biases(), config.feed_forward_bias());
         let i = config.intermediate_size;
         // Older checkpoints save the rotary frequencies; they are recomputed from the config.
         w.ignore_suffix("rotary_emb.inv_freq");
@@ -270,12 +394,21 @@ impl LlamaBody {
         for n in 0..config.num_hidden_layers {
             let p = format!("layers.{n}");
             let at = |s: &str| format!("{p}.{s}");
+            let qk_norm = match config.family {
+                Family::Qwen3 => Some((
+                    RmsNorm::load(w, &at("self_attn.q_norm"), d, eps, kind)?,
+                    RmsNorm::load(w, &at("self_attn.k_norm"), d, eps, kind)?,
+                )),
+                _ => None,
+            };
             layers.push(Layer {
                 input_norm: RmsNorm::load(w, &at("input_layernorm"), h, eps, kind)?,
-                q: linear(w, &at("self_attn.q_proj"), (h, heads * d), ab, storage)?,
-                k: linear(w, &at("self_attn.k_proj"), (h, kv * d), ab, storage)?,
-                v: linear(w, &at("self_attn.v_proj"), (h, kv * d), ab, storage)?,
-                o: linear(w, &at("self_attn.o_proj"), (heads * d, h), ab, storage)?,
+                qk_norm,
+                slides: config.window(n).is_some(),
+                q: linear(w, &at("self_attn.q_proj"), (h, heads * d), qkv_b, storage)?,
+                k: linear(w, &at("self_attn.k_proj"), (h, kv * d), qkv_b, storage)?,
+                v: linear(w, &at("self_attn.v_proj"), (h, kv * d), qkv_b, storage)?,
+                o: linear(w, &at("self_attn.o_proj"), (heads * d, h), o_b, storage)?,
                 post_norm: RmsNorm::load(w, &at("post_attention_layernorm"), h, eps, kind)?,
                 gate: linear(w, &at("mlp.gate_proj"), (h, i), mb, storage)?,
                 up: linear(w, &at("mlp.up_proj"), (h, i), mb, storage)?,
@@ -339,8 +472,16 @@ impl DecoderBody for LlamaBody {
         for (n, layer) in self.layers.iter().enumerate() {
             let a = layer.input_norm.forward(&x);
             let split = |t: Tensor, h: i64| t.view([b, s, h, d]).transpose(1, 2);
-            let q = rope::apply(&split(layer.q.forward_t(&a, train), heads), &cos, &sin);
-            let k = rope::apply(&split(layer.k.forward_t(&a, train), kv), &cos, &sin);
+            let (mut q, mut k) = (
+                split(layer.q.forward_t(&a, train), heads),
+                split(layer.k.forward_t(&a, train), kv),
+            );
+            if let Some((q_norm, k_norm)) = &layer.qk_norm {
+                // Over the head width, the last dimension either side of the transpose.
+                (q, k) = (q_norm.forward(&q), k_norm.forward(&k));
+            }
+            let q = rope::apply(&q, &cos, &sin);
+            let k = rope::apply(&k, &cos, &sin);
             let v = split(layer.v.forward_t(&a, train), kv);
             let (k, v) = match cache.as_deref_mut() {
                 Some(cache) => cache.append(n, k, v)?,
@@ -350,7 +491,10 @@ impl DecoderBody for LlamaBody {
                 &q,
                 &repeat_kv(k, heads / kv),
                 &repeat_kv(v, heads / kv),
-                Some(input.mask_bias),
+                Some(match (layer.slides, input.window_mask_bias) {
+                    (true, Some(windowed)) => windowed,
+                    _ => input.mask_bias,
+                }),
                 c.attention_dropout,
                 train,
                 self.attention,
@@ -379,15 +523,23 @@ impl DecoderBody for LlamaBody {
     fn set_attention(&mut self, imp: AttentionImpl) {
         self.attention = imp;
     }
+
+    fn sliding_window(&self) -> Option<i64> {
+        // Every sliding layer has the config's one window.
+        (0..self.config.num_hidden_layers).find_map(|n| self.config.window(n))
+    }
 }
 
-/// Architecture facts of Llama: `model.` prefix, [out, in] linears, LoRA on q/v.
-pub const SPEC: DecoderSpec = DecoderSpec {
-    architecture: Architecture::Llama,
-    prefix: "model.",
-    fan_in_fan_out: false,
-    default_targets: &["q_proj", "v_proj"],
-};
+/// Architecture facts of a Llama-family member: `model.` prefix, [out, in] linears, LoRA on
+/// q/v.
+pub fn spec(family: Family) -> DecoderSpec {
+    DecoderSpec {
+        architecture: family.architecture(),
+        prefix: "model.",
+        fan_in_fan_out: false,
+        default_targets: &["q_proj", "v_proj"],
+    }
+}
 
 /// Builds a Llama with the head of `task` from `store` (keys with or without `model.`).
 pub fn load(
@@ -414,7 +566,7 @@ pub fn load_with_config(
         init_std: config.initializer_range,
     };
     DecoderModel::load_with(
-        SPEC,
+        spec(config.family),
         store,
         ("embed_tokens.weight", BASE_MODULES),
         task,

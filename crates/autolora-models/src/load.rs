@@ -105,7 +105,9 @@ pub fn load_model(dir: &Path, task: Task, options: &LoadOptions) -> Result<Box<d
             Ok(Box::new(EncoderModel::load(&raw, &store, task, options)?))
         }
         Architecture::Gpt2 => Ok(Box::new(gpt2::load(&raw, &store, task, options)?)),
-        Architecture::Llama => Ok(Box::new(llama::load(&raw, &store, task, options)?)),
+        Architecture::Llama | Architecture::Qwen2 | Architecture::Qwen3 | Architecture::Mistral => {
+            Ok(Box::new(llama::load(&raw, &store, task, options)?))
+        }
     }
 }
 

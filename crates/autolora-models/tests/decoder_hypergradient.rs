@@ -88,3 +88,18 @@ fn exact_hypergradient_through_llama_gqa() -> Result<()> {
 fn exact_hypergradient_through_tied_llama() -> Result<()> {
     check("llama-tiny-tied")
 }
+
+#[test]
+fn exact_hypergradient_through_qwen2_with_a_sliding_layer() -> Result<()> {
+    check("qwen2-tiny-sliding")
+}
+
+#[test]
+fn exact_hypergradient_through_qwen3_head_norms() -> Result<()> {
+    check("qwen3-tiny")
+}
+
+#[test]
+fn exact_hypergradient_through_mistral_window() -> Result<()> {
+    check("mistral-tiny")
+}

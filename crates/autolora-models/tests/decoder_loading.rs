@@ -446,8 +446,8 @@ fn truncated_and_unsupported_gguf_are_errors() -> Result<()> {
         .to_string();
     assert!(msg.contains("magic"), "{msg}");
 
-    // Re-type one tensor as Q4_K (id 12, 144 bytes per 256 elements): the file opens, the load
-    // names the tensor and the type.
+    // Re-type one tensor as Q8_K (id 15, 292 bytes per 256 elements; llama.cpp's intermediate
+    // type, never stored in model files): the file opens, the load names the tensor and the type.
     let mut retyped = bytes.clone();
     let name = b"blk.1.ffn_up.weight";
     let at = retyped
@@ -456,12 +456,12 @@ fn truncated_and_unsupported_gguf_are_errors() -> Result<()> {
         .context("tensor info")?;
     // name, rank (u32), 2 dims (u64 each), then the type.
     let type_at = at + name.len() + 4 + 16;
-    retyped[type_at..type_at + 4].copy_from_slice(&12u32.to_le_bytes());
+    retyped[type_at..type_at + 4].copy_from_slice(&15u32.to_le_bytes());
     std::fs::write(&path, &retyped)?;
     let err = load_gguf(&path, Task::CausalLm, &LoadOptions::default()).unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.contains("blk.1.ffn_up.weight") && msg.contains("Q4_K"),
+        msg.contains("blk.1.ffn_up.weight") && msg.contains("Q8_K"),
         "{msg}"
     );
     Ok(())

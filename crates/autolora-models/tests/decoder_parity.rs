@@ -241,6 +241,96 @@ fn llama_sequence_classification() -> Result<()> {
     )
 }
 
+/// Max |logit difference| to the reference after editing the fixture's config.
+fn logits_after_edit(
+    name: &str,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Result<f64> {
+    let r = reference(name)?;
+    let tmp = copy_fixture(name)?;
+    edit_config(tmp.path(), edit)?;
+    let model = load_model(tmp.path(), Task::CausalLm, &LoadOptions::default())?;
+    Ok((logits(model.as_ref(), &r)? - &r["logits"])
+        .abs()
+        .max()
+        .double_value(&[]))
+}
+
+#[test]
+fn qwen2_with_biases_on_q_k_v_only() -> Result<()> {
+    let model = check_lm("qwen2-tiny", None)?;
+    assert_eq!(model.architecture().model_type(), "qwen2");
+    assert_eq!(model.default_lora_targets(), ["q_proj", "v_proj"]);
+    let biased: Vec<String> = model
+        .linear_layers()
+        .into_iter()
+        .filter(|(_, l)| l.bias().is_some())
+        .map(|(n, _)| n)
+        .filter(|n| n.starts_with("layers.0."))
+        .collect();
+    assert_eq!(
+        biased,
+        [
+            "layers.0.self_attn.q_proj",
+            "layers.0.self_attn.k_proj",
+            "layers.0.self_attn.v_proj"
+        ]
+    );
+    Ok(())
+}
+
+/// Layer 1 alone slides (window 3 on 7 tokens, and on the generated ones through the cache);
+/// without the window the logits move.
+#[test]
+fn qwen2_sliding_window_on_the_upper_layers() -> Result<()> {
+    check_lm("qwen2-tiny-sliding", None)?;
+    let diff = logits_after_edit("qwen2-tiny-sliding", |c| {
+        c.insert("use_sliding_window".into(), false.into());
+    })?;
+    println!("without the window: max |logit diff| = {diff:.3e}");
+    ensure!(
+        diff > 100.0 * ATOL,
+        "the window barely matters here: {diff:e}"
+    );
+    Ok(())
+}
+
+#[test]
+fn qwen2_sequence_classification() -> Result<()> {
+    let model = load(
+        "qwen2-tiny-seqcls",
+        Task::SequenceClassification { num_labels: 3 },
+    )?;
+    check_forward(
+        model.as_ref(),
+        &reference("qwen2-tiny-seqcls")?,
+        "qwen2 seqcls",
+    )
+}
+
+/// Qwen3: RMSNorm on each query and key head, head_dim 16 with hidden 32 and 4 heads.
+#[test]
+fn qwen3_with_query_and_key_norms() -> Result<()> {
+    let model = check_lm("qwen3-tiny", None)?;
+    assert_eq!(model.architecture().model_type(), "qwen3");
+    Ok(())
+}
+
+/// Mistral with a window of 3 on every layer; without it the logits move.
+#[test]
+fn mistral_sliding_window() -> Result<()> {
+    check_lm("mistral-tiny", None)?;
+    let diff = logits_after_edit("mistral-tiny", |c| {
+        c.insert("sliding_window".into(), serde_json::Value::Null);
+    })?;
+    println!("without the window: max |logit diff| = {diff:.3e}");
+    ensure!(
+        diff > 100.0 * ATOL,
+        "the window barely matters here: {diff:e}"
+    );
+    Ok(())
+}
+
 #[test]
 fn fused_attention_matches_eager_in_decoders() -> Result<()> {
     for dir in ["gpt2-tiny-lm", "llama-tiny-gqa"] {

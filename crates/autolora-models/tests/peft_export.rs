@@ -126,4 +126,19 @@ fn llama_adapter_exports_to_peft() -> Result<()> {
     roundtrip("llama-tiny-gqa", Task::CausalLm)
 }
 
+#[test]
+fn qwen2_adapter_exports_to_peft() -> Result<()> {
+    roundtrip("qwen2-tiny-sliding", Task::CausalLm)
+}
+
+#[test]
+fn qwen3_adapter_exports_to_peft() -> Result<()> {
+    roundtrip("qwen3-tiny", Task::CausalLm)
+}
+
+#[test]
+fn mistral_adapter_exports_to_peft() -> Result<()> {
+    roundtrip("mistral-tiny", Task::CausalLm)
+}
+
 const SEQ_CLS: Task = Task::SequenceClassification { num_labels: 3 };

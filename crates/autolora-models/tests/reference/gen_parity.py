@@ -435,7 +435,55 @@ def llama():
     token_fixture(tok, "llama-tiny-tokcls", ids, mask, seed=45)
 
 
-FAMILIES = dict(bert=bert, roberta=roberta, gpt2=gpt2, llama=llama)
+def qwen_mistral():
+    """Qwen2 (q/k/v biases, no o bias), Qwen3 (RMSNorm on each query and key head, head_dim
+    apart from hidden_size / heads) and Mistral (a sliding window shorter than the inputs and
+    the generated sequences, so the windowed mask matters), plus a Qwen2 whose second layer
+    alone slides (use_sliding_window, max_window_layers = 1): transformers 4.57.1's masks."""
+    from transformers import (
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+        Qwen2ForSequenceClassification,
+        Qwen3Config,
+        Qwen3ForCausalLM,
+    )
+
+    ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=5)
+    prompt = torch.tensor([[9, 31, 4, 50, 12]])
+    common = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        rope_theta=10000.0,
+        bos_token_id=1,
+        eos_token_id=2,
+        attn_implementation="eager",
+    )
+    qwen2 = build(Qwen2ForCausalLM, Qwen2Config(tie_word_embeddings=False, **common), 50)
+    causal_fixture(qwen2, "qwen2-tiny", ids, mask, labels, prompt)
+    sliding = build(
+        Qwen2ForCausalLM,
+        Qwen2Config(tie_word_embeddings=True, use_sliding_window=True, sliding_window=3, max_window_layers=1, **common),
+        51,
+    )
+    assert sliding.config.layer_types == ["full_attention", "sliding_attention"], sliding.config.layer_types
+    causal_fixture(sliding, "qwen2-tiny-sliding", ids, mask, labels, prompt)
+    seq = build(Qwen2ForSequenceClassification, Qwen2Config(num_labels=3, pad_token_id=0, **common), 52)
+    head_fixture(seq, "qwen2-tiny-seqcls", ids, mask, labels=torch.tensor([1, 2, 0]))
+    qwen3 = build(Qwen3ForCausalLM, Qwen3Config(head_dim=16, tie_word_embeddings=True, **common), 53)
+    causal_fixture(qwen3, "qwen3-tiny", ids, mask, labels, prompt)
+    mistral = build(MistralForCausalLM, MistralConfig(sliding_window=3, tie_word_embeddings=False, **common), 54)
+    causal_fixture(mistral, "mistral-tiny", ids, mask, labels, prompt)
+
+
+FAMILIES = dict(bert=bert, roberta=roberta, gpt2=gpt2, llama=llama, qwen=qwen_mistral)
 
 if __name__ == "__main__":
     import sys
