@@ -27,6 +27,19 @@ impl Checkpoint {
             .insert("meta.step".into(), Tensor::from_slice(&[step as i64]));
     }
 
+    /// Records a number of the loop's state under `name` (`meta.<name>`).
+    pub fn set_value(&mut self, name: &str, value: f64) {
+        self.tensors
+            .insert(format!("meta.{name}"), Tensor::from_slice(&[value]));
+    }
+
+    /// The number recorded under `name`, if any.
+    pub fn value(&self, name: &str) -> Option<f64> {
+        self.tensors
+            .get(&format!("meta.{name}"))
+            .map(|t| t.double_value(&[0]))
+    }
+
     /// The recorded step.
     pub fn step(&self) -> Result<u64> {
         let t = self.get("meta.step")?;

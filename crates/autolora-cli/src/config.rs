@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use autolora_core::bilevel::{FiniteDifferenceForm, Hypergradient};
-use autolora_core::optim::OptimizerKind;
+use autolora_core::optim::{Decay, OptimizerKind};
 use serde::{Deserialize, Serialize};
 
 /// All settings of a run.
@@ -386,16 +386,29 @@ pub struct TrainConfig {
     pub lr: f64,
     /// Decoupled weight decay (AdamW).
     pub weight_decay: f64,
-    /// Fraction of the steps spent warming the learning rate up linearly (then linear decay).
+    /// Fraction of the steps spent warming the learning rate up linearly (then `schedule`).
     pub warmup_ratio: f64,
+    /// The learning rate after the warm-up: `linear` to 0, `cosine` to 0, or `constant`.
+    pub schedule: Decay,
+    /// Clip the gradients' joint L2 norm to this before each optimizer step (unset: no
+    /// clipping; Hugging Face's Trainer clips at 1.0 by default).
+    pub max_grad_norm: Option<f64>,
+    /// Batches whose gradients are summed (each loss divided by this) into one optimizer
+    /// step: the effective batch is `batch_size * grad_accum`.
+    pub grad_accum: u64,
     /// Number of optimizer steps.
     pub steps: u64,
     /// Training batch size.
     pub batch_size: usize,
     /// Evaluation batch size.
     pub eval_batch_size: usize,
-    /// Evaluate on the dev split every N steps (0: only at the end).
+    /// Evaluate on the dev split every N steps (0: only at the end), in eval mode.
     pub eval_every: u64,
+    /// Keep the weights of the best of those evaluations (by the task's headline metric) and
+    /// end with them, as the Trainer's `load_best_model_at_end`.
+    pub keep_best: bool,
+    /// Stop after this many evaluations in a row without a better dev score (unset: never).
+    pub patience: Option<u64>,
 }
 
 impl Default for TrainConfig {
@@ -407,10 +420,15 @@ impl Default for TrainConfig {
             lr: 5e-4,
             weight_decay: 0.0,
             warmup_ratio: 0.06,
+            schedule: Decay::Linear,
+            max_grad_norm: None,
+            grad_accum: 1,
             steps: 600,
             batch_size: 16,
             eval_batch_size: 64,
             eval_every: 0,
+            keep_best: false,
+            patience: None,
         }
     }
 }
@@ -532,6 +550,23 @@ impl RunConfig {
 
     /// Checks values that serde cannot.
     pub fn validate(&self) -> Result<()> {
+        let train = &self.train;
+        if train.grad_accum == 0 {
+            bail!("train.grad_accum must be at least 1");
+        }
+        if let Some(norm) = train.max_grad_norm
+            && !(norm.is_finite() && norm > 0.0)
+        {
+            bail!("train.max_grad_norm must be a positive number, got {norm}");
+        }
+        if (train.keep_best || train.patience.is_some()) && train.eval_every == 0 {
+            bail!(
+                "train.keep_best and train.patience choose among evaluations: set train.eval_every"
+            );
+        }
+        if train.patience == Some(0) {
+            bail!("train.patience must be at least 1 (unset: never stop early)");
+        }
         if !(0.0..1.0).contains(&self.search.val_ratio) || self.search.val_ratio == 0.0 {
             bail!(
                 "search.val_ratio must be in (0, 1), got {}",

@@ -141,13 +141,19 @@ fn list(changes: &[&Change]) -> String {
 }
 
 /// The settings that differ between `old` and `new`, neutral keys left out, by dotted key.
+/// `train.eval_every` is neutral only while no evaluation decides anything (neither
+/// `train.keep_best` nor `train.patience`).
 fn differences(old: &RunConfig, new: &RunConfig) -> Result<Vec<Change>> {
+    let decides = |c: &RunConfig| c.train.keep_best || c.train.patience.is_some();
+    let evaluations_decide = decides(old) || decides(new);
+    let neutral =
+        |k: &str| NEUTRAL_KEYS.contains(&k) && !(k == "train.eval_every" && evaluations_decide);
     let (old, new) = (flatten(old)?, flatten(new)?);
     let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
     let missing = || "(unset)".to_string();
     Ok(keys
         .into_iter()
-        .filter(|k| !NEUTRAL_KEYS.contains(&k.as_str()))
+        .filter(|k| !neutral(k.as_str()))
         .filter(|k| old.get(*k) != new.get(*k))
         .map(|k| Change {
             key: k.clone(),

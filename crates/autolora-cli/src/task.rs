@@ -104,6 +104,11 @@ impl TaskSpec {
         }
     }
 
+    /// Whether a larger headline metric is better (perplexity and KL are lower-is-better).
+    pub fn higher_is_better(&self) -> bool {
+        !matches!(self, TaskSpec::LanguageModel | TaskSpec::Planted { .. })
+    }
+
     /// Name of the headline metric.
     pub fn metric_name(&self) -> &'static str {
         match self {

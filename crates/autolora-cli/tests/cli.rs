@@ -1201,3 +1201,75 @@ fn the_planted_task_searches_reads_singular_values_and_trains_a_rank_table() -> 
     assert!(trained < base, "trained {trained} vs untrained {base}");
     Ok(())
 }
+
+/// The Trainer-style settings: clipping (the norm before clipping is recorded), gradient
+/// accumulation, a constant schedule (so the total step count does not change the rates),
+/// evaluations with the best weights kept and a patience; an interrupted run resumes to the
+/// uninterrupted one, its best score and patience count included. With lr 0 the dev score
+/// never improves, so the patience stops the run.
+#[test]
+fn trainer_settings_clip_accumulate_keep_the_best_and_stop_early() -> Result<()> {
+    let settings = [
+        "train.schedule=\"constant\"",
+        "train.warmup_ratio=0.0",
+        "train.max_grad_norm=0.5",
+        "train.grad_accum=2",
+        "train.eval_every=2",
+        "train.keep_best=true",
+        "train.patience=3",
+    ];
+    let train = |dir: &Path, extra: &[&str]| -> Result<String> {
+        let config = run_file(dir, "")?;
+        let mut args = vec!["train", "--config", config.to_str().unwrap()];
+        for s in settings.iter().chain(extra) {
+            args.extend(["--set", s]);
+        }
+        ok(autolora(&args)?)
+    };
+    let losses = |dir: &Path| -> Result<Vec<Value>> {
+        let text = std::fs::read_to_string(dir.join("run/train_metrics.jsonl"))?;
+        Ok(text
+            .lines()
+            .map(serde_json::from_str::<Value>)
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .filter(|r| r.get("loss").is_some())
+            // The throughput differs from run to run; the rest must not.
+            .map(|r| serde_json::json!([r["step"], r["loss"], r["lr"], r["grad_norm"]]))
+            .collect())
+    };
+    let whole = tempfile::tempdir()?;
+    train(whole.path(), &[])?;
+    let records = losses(whole.path())?;
+    assert_eq!(records.len(), 8);
+    assert!(
+        records.iter().all(|r| r[3].as_f64().is_some()),
+        "{records:?}"
+    );
+    assert!(
+        whole
+            .path()
+            .join("run/checkpoints/train-best.safetensors")
+            .exists()
+    );
+
+    let parts = tempfile::tempdir()?;
+    train(parts.path(), &["train.steps=4"])?;
+    let config = parts.path().join("run.toml");
+    let mut args = vec!["train", "--config", config.to_str().unwrap(), "--resume"];
+    for s in &settings {
+        args.extend(["--set", s]);
+    }
+    args.extend(["--accept-change", "train.steps"]);
+    ok(autolora(&args)?)?;
+    assert_eq!(losses(parts.path())?, records);
+
+    let frozen = tempfile::tempdir()?;
+    let stdout = train(frozen.path(), &["train.lr=0.0", "train.patience=2"])?;
+    assert!(
+        stdout.contains("no better dev entity_f1 in 2 evaluations; stopping at step 6"),
+        "{stdout}"
+    );
+    assert_eq!(losses(frozen.path())?.len(), 6);
+    Ok(())
+}

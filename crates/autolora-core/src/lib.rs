@@ -78,7 +78,7 @@ pub mod selection;
 pub use bilevel::{BilevelSearch, FiniteDifferenceForm, Hypergradient, SearchConfig, StepReport};
 pub use error::{Error, Result};
 pub use lora::{Adapter, Gate, InputMoments, LoraConfig, LoraLinear, SelectionGate};
-pub use optim::{LinearWarmup, OptimConfig, Optimizer, OptimizerKind};
+pub use optim::{Decay, LrSchedule, OptimConfig, Optimizer, OptimizerKind, clip_grad_norm};
 pub use param::{NamedParam, Param};
 pub use selection::{ModuleSelection, ModuleWeights, SelectionConfig, select_ranks};
 

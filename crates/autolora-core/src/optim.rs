@@ -441,27 +441,43 @@ fn safe_sqrt(v: &Tensor) -> Tensor {
     inside.sqrt().where_self(&positive, &v.zeros_like())
 }
 
-/// A linear learning-rate schedule with linear warm-up, as in Hugging Face's
-/// `get_linear_schedule_with_warmup` (the retrain's schedule in the paper's recipe).
+/// The shape of the learning rate after its linear warm-up, as Hugging Face's schedulers
+/// draw it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Decay {
+    /// Linear to 0 at the last step (`get_linear_schedule_with_warmup`; the paper's recipe).
+    #[default]
+    Linear,
+    /// Half a cosine to 0 at the last step (`get_cosine_schedule_with_warmup`).
+    Cosine,
+    /// The peak rate to the end (`get_constant_schedule_with_warmup`).
+    Constant,
+}
+
+/// A learning-rate schedule: linear warm-up to the peak, then the [`Decay`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LinearWarmup {
+pub struct LrSchedule {
     /// The learning rate reached at the end of the warm-up.
     pub peak_lr: f64,
     /// Warm-up length in optimizer steps.
     pub warmup_steps: u64,
-    /// Total number of optimizer steps; the rate reaches 0 there.
+    /// Total number of optimizer steps.
     pub total_steps: u64,
+    /// What follows the warm-up.
+    pub decay: Decay,
 }
 
-impl LinearWarmup {
+impl LrSchedule {
     /// A schedule over `total_steps` whose warm-up is `ceil(warmup_ratio * total_steps)` steps
-    /// (the paper's recipe: ratio 0.06).
-    pub fn with_ratio(peak_lr: f64, warmup_ratio: f64, total_steps: u64) -> Self {
+    /// (the paper's recipe: ratio 0.06, linear decay).
+    pub fn with_ratio(peak_lr: f64, warmup_ratio: f64, total_steps: u64, decay: Decay) -> Self {
         let warmup = (warmup_ratio.clamp(0.0, 1.0) * total_steps as f64).ceil() as u64;
-        LinearWarmup {
+        LrSchedule {
             peak_lr,
             warmup_steps: warmup,
             total_steps,
+            decay,
         }
     }
 
@@ -471,12 +487,40 @@ impl LinearWarmup {
         let factor = if step < self.warmup_steps {
             step as f64 / self.warmup_steps.max(1) as f64
         } else {
-            let left = self.total_steps.saturating_sub(step) as f64;
             let span = self.total_steps.saturating_sub(self.warmup_steps).max(1) as f64;
-            (left / span).max(0.0)
+            let done = step.saturating_sub(self.warmup_steps) as f64 / span;
+            match self.decay {
+                Decay::Linear => {
+                    let left = self.total_steps.saturating_sub(step) as f64;
+                    (left / span).max(0.0)
+                }
+                Decay::Cosine => (0.5 * (1.0 + (std::f64::consts::PI * done).cos())).max(0.0),
+                Decay::Constant => 1.0,
+            }
         };
         self.peak_lr * factor
     }
+}
+
+/// Scales `grads` in place so that their joint L2 norm is at most `max_norm`, as
+/// `torch.nn.utils.clip_grad_norm_` does (factor `max_norm / (norm + 1e-6)`, capped at 1;
+/// undefined gradients are skipped). Returns the norm before clipping.
+pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    let norms: Vec<Tensor> = grads
+        .iter()
+        .filter(|g| g.defined())
+        .map(|g| g.norm())
+        .collect();
+    if norms.is_empty() {
+        return Ok(0.0);
+    }
+    let total = Tensor::f_stack(&norms, 0)?.norm();
+    let factor = (max_norm / (&total + 1e-6)).clamp_max(1.0);
+    for g in grads.iter_mut().filter(|g| g.defined()) {
+        let _ = g.f_mul_(&factor)?;
+    }
+    Ok(total.double_value(&[]))
 }
 
 #[cfg(test)]
@@ -632,9 +676,31 @@ mod tests {
     }
 
     #[test]
-    fn linear_warmup_schedule() {
+    fn clipping_scales_the_joint_norm_as_torch_does() -> Result<()> {
+        let mut grads = vec![
+            Tensor::from_slice(&[3.0f64, 4.0]),
+            Tensor::new(),
+            Tensor::from_slice(&[12.0f64]),
+        ];
+        let norm = clip_grad_norm(&mut grads, 6.5)?;
+        assert!((norm - 13.0).abs() < 1e-12);
+        let factor = 6.5 / (13.0 + 1e-6);
+        assert_eq!(
+            Vec::<f64>::try_from(&grads[0])?,
+            [3.0 * factor, 4.0 * factor]
+        );
+        assert!(!grads[1].defined());
+        // Below the limit nothing changes.
+        let norm = clip_grad_norm(&mut grads, 100.0)?;
+        assert!((norm - 6.5).abs() < 1e-5);
+        assert_eq!(Vec::<f64>::try_from(&grads[2])?, [12.0 * factor]);
+        Ok(())
+    }
+
+    #[test]
+    fn warmup_schedules() {
         let _serial = crate::serial_rng();
-        let s = LinearWarmup::with_ratio(1.0, 0.1, 100);
+        let s = LrSchedule::with_ratio(1.0, 0.1, 100, Decay::Linear);
         assert_eq!(s.warmup_steps, 10);
         assert_eq!(s.lr_at(0), 0.0);
         assert!((s.lr_at(5) - 0.5).abs() < 1e-12);
@@ -642,5 +708,15 @@ mod tests {
         assert!((s.lr_at(55) - 0.5).abs() < 1e-12);
         assert_eq!(s.lr_at(100), 0.0);
         assert_eq!(s.lr_at(200), 0.0);
+        // Hugging Face's cosine and constant schedules with the same warm-up.
+        let cosine = LrSchedule::with_ratio(1.0, 0.1, 100, Decay::Cosine);
+        assert_eq!(cosine.lr_at(5), s.lr_at(5));
+        assert!((cosine.lr_at(55) - 0.5).abs() < 1e-12);
+        let quarter = 0.5 * (1.0 + (std::f64::consts::PI * 22.0 / 90.0).cos());
+        assert!((cosine.lr_at(32) - quarter).abs() < 1e-12);
+        assert!(cosine.lr_at(100).abs() < 1e-12);
+        let constant = LrSchedule::with_ratio(1.0, 0.1, 100, Decay::Constant);
+        assert!((constant.lr_at(5) - 0.5).abs() < 1e-12);
+        assert_eq!((constant.lr_at(10), constant.lr_at(99)), (1.0, 1.0));
     }
 }
