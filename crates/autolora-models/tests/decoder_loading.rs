@@ -335,10 +335,20 @@ mod gguf_writer {
 /// The llama-tiny-gqa fixture written the way llama.cpp's converter would (F32 tensors), with
 /// `extra` metadata.
 fn tiny_llama_gguf(extra: Vec<(&str, gguf_writer::Meta)>) -> Result<Vec<u8>> {
+    tiny_gguf("llama", "llama-tiny-gqa", extra)
+}
+
+/// The tiny checkpoint `fixture_name` (4 query heads, 2 key/value heads) as llama.cpp writes
+/// an `arch` file: its tensor names, and for `llama` the query/key rows permuted.
+fn tiny_gguf(
+    arch: &str,
+    fixture_name: &str,
+    extra: Vec<(&str, gguf_writer::Meta)>,
+) -> Result<Vec<u8>> {
     use gguf_writer::Meta;
     let (heads, kv_heads) = (4i64, 2i64);
     let mut tensors = Vec::new();
-    for (key, t) in checkpoint(&fixture("llama-tiny-gqa"))? {
+    for (key, t) in checkpoint(&fixture(fixture_name))? {
         let name = key
             .replace("model.embed_tokens", "token_embd")
             .replace("model.norm", "output_norm")
@@ -349,11 +359,15 @@ fn tiny_llama_gguf(extra: Vec<(&str, gguf_writer::Meta)>) -> Result<Vec<u8>> {
             .replace("self_attn.k_proj", "attn_k")
             .replace("self_attn.v_proj", "attn_v")
             .replace("self_attn.o_proj", "attn_output")
+            .replace("self_attn.q_norm", "attn_q_norm")
+            .replace("self_attn.k_norm", "attn_k_norm")
             .replace("post_attention_layernorm", "ffn_norm")
             .replace("mlp.gate_proj", "ffn_gate")
             .replace("mlp.up_proj", "ffn_up")
             .replace("mlp.down_proj", "ffn_down");
-        let h = if name.contains("attn_q") {
+        let h = if arch != "llama" || name.contains("_norm") {
+            None
+        } else if name.contains("attn_q") {
             Some(heads)
         } else if name.contains("attn_k") {
             Some(kv_heads)
@@ -363,10 +377,11 @@ fn tiny_llama_gguf(extra: Vec<(&str, gguf_writer::Meta)>) -> Result<Vec<u8>> {
         let size = t.size();
         let t = match h {
             // llama.cpp: w.reshape(h, 2, d/2, in).swapaxes(1, 2)
-            Some(h) => t
-                .reshape([h, 2, size[0] / h / 2, size[1]])
-                .transpose(1, 2)
-                .reshape(&size),
+            Some(h) => {
+                let mut split = vec![h, 2, size[0] / h / 2];
+                split.extend_from_slice(&size[1..]);
+                t.reshape(&split).transpose(1, 2).reshape(&size)
+            }
             None => t,
         };
         let values = Vec::<f32>::try_from(t.contiguous().view([-1]))?;
@@ -380,16 +395,20 @@ fn tiny_llama_gguf(extra: Vec<(&str, gguf_writer::Meta)>) -> Result<Vec<u8>> {
         .map(String::from)
         .chain((3..64).map(|i| format!("x{i}")))
         .collect();
-    let mut meta = vec![
-        ("general.architecture", Meta::Str("llama".into())),
-        ("llama.block_count", Meta::U32(2)),
-        ("llama.context_length", Meta::U32(64)),
-        ("llama.embedding_length", Meta::U32(32)),
-        ("llama.feed_forward_length", Meta::U32(48)),
-        ("llama.attention.head_count", Meta::U32(4)),
-        ("llama.attention.head_count_kv", Meta::U32(2)),
-        ("llama.rope.freq_base", Meta::F32(10000.0)),
-        ("llama.attention.layer_norm_rms_epsilon", Meta::F32(1e-6)),
+    let key = |name: &str| format!("{arch}.{name}");
+    let hyper = [
+        (key("block_count"), Meta::U32(2)),
+        (key("context_length"), Meta::U32(64)),
+        (key("embedding_length"), Meta::U32(32)),
+        (key("feed_forward_length"), Meta::U32(48)),
+        (key("attention.head_count"), Meta::U32(4)),
+        (key("attention.head_count_kv"), Meta::U32(2)),
+        (key("rope.freq_base"), Meta::F32(10000.0)),
+        (key("attention.layer_norm_rms_epsilon"), Meta::F32(1e-6)),
+    ];
+    let mut meta: Vec<(&str, Meta)> = hyper.into_iter().map(|(k, v)| (&*k.leak(), v)).collect();
+    meta.extend([
+        ("general.architecture", Meta::Str(arch.into())),
         ("tokenizer.ggml.model", Meta::Str("gpt2".into())),
         ("tokenizer.ggml.tokens", Meta::Strings(tokens)),
         ("tokenizer.ggml.token_type", Meta::I32s(vec![1; 64])),
@@ -397,9 +416,41 @@ fn tiny_llama_gguf(extra: Vec<(&str, gguf_writer::Meta)>) -> Result<Vec<u8>> {
         ("tokenizer.ggml.bos_token_id", Meta::U32(1)),
         ("tokenizer.ggml.eos_token_id", Meta::U32(2)),
         ("tokenizer.ggml.add_bos_token", Meta::Bool(false)),
-    ];
+    ]);
     meta.extend(extra);
     Ok(gguf_writer::write(&meta, &tensors))
+}
+
+/// Qwen2 (q/k/v biases) and Qwen3 (per-head q/k norms, head_dim 16 given as key_length) GGUF
+/// files, in llama.cpp's unpermuted Qwen layout, load to transformers' logits.
+#[test]
+fn qwen_gguf_files_load_to_the_same_models() -> Result<()> {
+    use gguf_writer::Meta;
+    let dir = tempfile::tempdir()?;
+    for (arch, name, extra) in [
+        ("qwen2", "qwen2-tiny", vec![]),
+        (
+            "qwen3",
+            "qwen3-tiny",
+            vec![
+                ("qwen3.attention.key_length", Meta::U32(16)),
+                ("qwen3.attention.value_length", Meta::U32(16)),
+            ],
+        ),
+    ] {
+        let path = dir.path().join(format!("{name}.gguf"));
+        std::fs::write(&path, tiny_gguf(arch, name, extra)?)?;
+        let loaded = load_gguf(&path, Task::CausalLm, &LoadOptions::default())?;
+        assert_eq!(loaded.config.fields["model_type"], arch);
+        let r = reference(name)?;
+        let diff = (logits(&loaded.model, &r)? - &r["logits"])
+            .abs()
+            .max()
+            .double_value(&[]);
+        println!("{name} GGUF vs transformers: max |logit diff| = {diff:.3e}");
+        ensure!(diff <= 1e-5, "{name}: {diff}");
+    }
+    Ok(())
 }
 
 #[test]

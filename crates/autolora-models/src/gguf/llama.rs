@@ -1,10 +1,12 @@
-//! A llama.cpp Llama GGUF seen as a Hugging Face checkpoint: tensor names translated
-//! (`blk.N.attn_q.weight` -> `model.layers.N.self_attn.q_proj.weight`), shapes in PyTorch
-//! order, tensors dequantized on load, the query/key row permutation undone, and a
-//! `config.json` built from the metadata.
+//! A llama.cpp GGUF of the Llama family (`general.architecture` = `llama`, `qwen2` or
+//! `qwen3`; llama.cpp writes Mistral models as `llama`) seen as a Hugging Face checkpoint:
+//! tensor names translated (`blk.N.attn_q.weight` -> `model.layers.N.self_attn.q_proj.weight`),
+//! shapes in PyTorch order, tensors dequantized on load, the query/key row permutation undone,
+//! and a `config.json` built from the `<architecture>.*` metadata.
 //!
-//! llama.cpp's converter reorders the rows of `q_proj` (and `k_proj`, with the key/value head
-//! count) within each head from the rotate-half layout to interleaved pairs:
+//! For `llama` files, llama.cpp's converter reorders the rows of `q_proj` (and `k_proj`, with
+//! the key/value head count) within each head from the rotate-half layout to interleaved pairs
+//! (Qwen files keep Hugging Face's order):
 //! `w.reshape(heads, 2, d/2, in).swapaxes(1, 2)`. Loading applies the inverse,
 //! `w.reshape(heads, d/2, 2, in).swapaxes(1, 2)`, so the weights are exactly the original
 //! Hugging Face ones and the rotary code needs no special case.
@@ -43,6 +45,8 @@ const LAYER_NAMES: &[(&str, &str)] = &[
     ("attn_k", "self_attn.k_proj"),
     ("attn_v", "self_attn.v_proj"),
     ("attn_output", "self_attn.o_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
     ("ffn_norm", "post_attention_layernorm"),
     ("ffn_gate", "mlp.gate_proj"),
     ("ffn_up", "mlp.up_proj"),
@@ -69,12 +73,18 @@ fn hf_name(name: &str) -> Option<String> {
 }
 
 impl<'a> GgufLlamaSource<'a> {
-    /// Indexes `file`'s tensors; `heads`/`kv_heads` drive the query/key un-permutation.
+    /// Indexes `file`'s tensors; `heads`/`kv_heads` drive the query/key un-permutation of a
+    /// `llama` file.
     pub fn new(file: &'a GgufFile, heads: i64, kv_heads: i64) -> Self {
+        let permuted = file
+            .metadata
+            .get("general.architecture")
+            .and_then(Value::as_str)
+            == Some("llama");
         let mut keys = BTreeMap::new();
         for name in file.tensors.keys() {
             let (key, unpermute_heads) = match hf_name(name) {
-                Some(key) => {
+                Some(key) if permuted => {
                     let heads = if key.contains(".self_attn.q_proj.") {
                         Some(heads)
                     } else if key.contains(".self_attn.k_proj.") {
@@ -84,6 +94,7 @@ impl<'a> GgufLlamaSource<'a> {
                     };
                     (key, heads)
                 }
+                Some(key) => (key, None),
                 None => (name.clone(), None),
             };
             keys.insert(
@@ -155,7 +166,14 @@ impl TensorSource for GgufLlamaSource<'_> {
     }
 }
 
-/// The Hugging Face `config.json` of the Llama in `file`, from its `llama.*` and
+/// The GGUF architectures read, with the `model_type` and class of each.
+const ARCHITECTURES: &[(&str, &str, &str)] = &[
+    ("llama", "llama", "LlamaForCausalLM"),
+    ("qwen2", "qwen2", "Qwen2ForCausalLM"),
+    ("qwen3", "qwen3", "Qwen3ForCausalLM"),
+];
+
+/// The Hugging Face `config.json` of the model in `file`, from its `<architecture>.*` and
 /// `tokenizer.ggml.*` metadata (as `transformers` maps them). The LM head is tied when the
 /// file has no `output.weight`.
 pub fn config_from_metadata(file: &GgufFile) -> Result<RawConfig> {
@@ -164,13 +182,13 @@ pub fn config_from_metadata(file: &GgufFile) -> Result<RawConfig> {
         .as_str()
         .unwrap_or_default()
         .to_string();
-    if arch != "llama" {
+    let Some(&(arch, model_type, class)) = ARCHITECTURES.iter().find(|(a, ..)| *a == arch) else {
         return Err(Error::UnknownArchitecture {
             path: file.path().to_path_buf(),
             found: arch,
-            supported: vec!["llama"],
+            supported: ARCHITECTURES.iter().map(|(a, ..)| *a).collect(),
         });
-    }
+    };
     if file.tensors.contains_key("rope_freqs.weight") {
         return Err(Error::BadConfig {
             path: file.path().to_path_buf(),
@@ -179,44 +197,48 @@ pub fn config_from_metadata(file: &GgufFile) -> Result<RawConfig> {
                 .into(),
         });
     }
-    let int = |key: &str| file.require_int(&format!("llama.{key}"));
-    let float = |key: &str| -> Result<f64> {
-        let v = file.require(&format!("llama.{key}"))?;
+    let key = |name: &str| format!("{arch}.{name}");
+    let int = |name: &str| file.require_int(&key(name));
+    let float = |name: &str| -> Result<f64> {
+        let v = file.require(&key(name))?;
         v.as_f64().ok_or_else(|| Error::BadConfig {
             path: file.path().to_path_buf(),
-            what: format!("GGUF metadata llama.{key} should be a number, found {v:?}"),
+            what: format!(
+                "GGUF metadata {} should be a number, found {v:?}",
+                key(name)
+            ),
         })
     };
     let hidden = int("embedding_length")?;
     let heads = int("attention.head_count")?;
-    let vocab = match file.metadata.get("llama.vocab_size") {
+    let vocab = match file.metadata.get(&key("vocab_size")) {
         Some(v) => v.as_i64().unwrap_or(0),
         None => file
             .tensors
             .get("token_embd.weight")
             .map_or(0, |t| t.torch_shape()[0]),
     };
-    let head_dim = match file.metadata.get("llama.attention.key_length") {
+    let head_dim = match file.metadata.get(&key("attention.key_length")) {
         Some(v) => v.as_i64().unwrap_or(0),
-        None => match file.metadata.get("llama.rope.dimension_count") {
+        None => match file.metadata.get(&key("rope.dimension_count")) {
             Some(v) => v.as_i64().unwrap_or(0),
             None => hidden / heads.max(1),
         },
     };
     let optional_int = |key: &str| file.metadata.get(key).and_then(|v| v.as_i64());
     let mut fields: Map<String, Json> = json!({
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
+        "model_type": model_type,
+        "architectures": [class],
         "vocab_size": vocab,
         "hidden_size": hidden,
         "intermediate_size": int("feed_forward_length")?,
         "num_hidden_layers": int("block_count")?,
         "num_attention_heads": heads,
-        "num_key_value_heads": optional_int("llama.attention.head_count_kv").unwrap_or(heads),
+        "num_key_value_heads": optional_int(&key("attention.head_count_kv")).unwrap_or(heads),
         "head_dim": head_dim,
-        "max_position_embeddings": optional_int("llama.context_length").unwrap_or(2048),
+        "max_position_embeddings": optional_int(&key("context_length")).unwrap_or(2048),
         "rms_norm_eps": float("attention.layer_norm_rms_epsilon")?,
-        "rope_theta": file.metadata.get("llama.rope.freq_base").and_then(|v| v.as_f64()).unwrap_or(10000.0),
+        "rope_theta": file.metadata.get(&key("rope.freq_base")).and_then(|v| v.as_f64()).unwrap_or(10000.0),
         "hidden_act": "silu",
         "tie_word_embeddings": !file.tensors.contains_key("output.weight"),
         "attention_bias": file.tensors.contains_key("blk.0.attn_q.bias"),
@@ -225,7 +247,11 @@ pub fn config_from_metadata(file: &GgufFile) -> Result<RawConfig> {
     .as_object()
     .cloned()
     .unwrap_or_default();
-    if let Some(scaling) = rope_scaling(file, head_dim)? {
+    if arch == "qwen2" {
+        // Qwen2's biases are fixed (q, k, v), not a config key.
+        fields.remove("attention_bias");
+    }
+    if let Some(scaling) = rope_scaling(file, arch, head_dim)? {
         fields.insert("rope_scaling".into(), scaling);
     }
     for (gguf_key, hf_key) in [
@@ -251,8 +277,8 @@ pub fn config_from_metadata(file: &GgufFile) -> Result<RawConfig> {
 /// `rope.scale_linear`) unless `rope.scaling.type` is `none`; its default type is `linear`.
 /// Refused: the other types (`yarn`, `longrope`), an `attn_factor` (it scales queries and
 /// keys), and a rotation of part of each head (`rope.dimension_count` below the head width).
-fn rope_scaling(file: &GgufFile, head_dim: i64) -> Result<Option<Json>> {
-    let meta = |key: &str| file.metadata.get(&format!("llama.{key}"));
+fn rope_scaling(file: &GgufFile, arch: &str, head_dim: i64) -> Result<Option<Json>> {
+    let meta = |key: &str| file.metadata.get(&format!("{arch}.{key}"));
     let unsupported = |key: &str, value: &Value, supported: String| {
         let value = match value.as_str() {
             Some(s) => format!("{s:?}"),
@@ -262,7 +288,7 @@ fn rope_scaling(file: &GgufFile, head_dim: i64) -> Result<Option<Json>> {
         };
         Error::UnsupportedConfig {
             path: file.path().to_path_buf(),
-            key: format!("llama.{key}"),
+            key: format!("{arch}.{key}"),
             value,
             supported,
         }

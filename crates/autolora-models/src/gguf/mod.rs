@@ -1,4 +1,5 @@
-//! Llama-family models from llama.cpp GGUF files (v2/v3): weights dequantized from F32, F16,
+//! Llama-family models (`general.architecture` `llama`, `qwen2`, `qwen3`) from llama.cpp GGUF
+//! files (v2/v3): weights dequantized from F32, F16,
 //! BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the K-quants Q2_K, Q3_K, Q4_K, Q5_K and Q6_K
 //! (bit-identical to the `gguf` Python package), the query/key permutation undone, the config
 //! and the byte-level BPE tokenizer rebuilt from the metadata.
