@@ -5,7 +5,8 @@
 //! missing or unexpected keys, the logits of the base model with the adapter, to 1e-4 as the
 //! PEFT round trip of `tests/cli.rs`).
 //!
-//! Fixtures (`tests/reference/make_llama_fixtures.py`): `tiny-llama`, an untied Llama with
+//! Fixtures (`tests/reference/make_llama_fixtures.py`, `make_qwen_fixtures.py` for `tiny-qwen2`
+//! and `tiny-qwen3`): `tiny-llama`, an untied Llama with
 //! grouped-query attention, and `tiny-llama-gguf`, the same weights as a llama.cpp GGUF file
 //! (Q8_0/F16/F32, query/key rows permuted). `tiny-bert` and `tiny-gpt2` come from
 //! `make_fixtures.py`.
@@ -199,6 +200,32 @@ fn merged_untied_llama_has_its_own_lm_head_and_loads_in_transformers() -> Result
     let run = dir.path().join("run");
     let (merge, transformers) = check_merged(&base, &merged, &run, Task::CausalLm, 1e-5)?;
     println!("merged vs adapted (ours) {merge:.1e}, transformers vs ours {transformers:?}");
+    Ok(())
+}
+
+/// Qwen2 (q/k/v biases, tied head) and Qwen3 (per-head q/k norms, untied head) merge into
+/// their own classes' layouts, which transformers loads alone (`make_qwen_fixtures.py`).
+#[test]
+fn merged_qwen_models_load_in_transformers() -> Result<()> {
+    for (name, class) in [
+        ("tiny-qwen2", "Qwen2ForCausalLM"),
+        ("tiny-qwen3", "Qwen3ForCausalLM"),
+    ] {
+        let dir = tempfile::tempdir()?;
+        let base = fixtures().join(name);
+        let merged = train_and_export(dir.path(), &base, ("e2e", "e2e"), LLAMA_TARGETS)?;
+        let written = keys(&SafeTensorStore::open_dir(&merged)?);
+        let source = keys(&SafeTensorStore::open_dir(&base)?);
+        assert_eq!(written, source, "{class}'s keys");
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(merged.join("config.json"))?)?;
+        assert_eq!(config["architectures"][0], class);
+        let run = dir.path().join("run");
+        let (merge, transformers) = check_merged(&base, &merged, &run, Task::CausalLm, 1e-5)?;
+        println!(
+            "{name}: merged vs adapted (ours) {merge:.1e}, transformers vs ours {transformers:?}"
+        );
+    }
     Ok(())
 }
 
