@@ -510,15 +510,16 @@ impl Stepper {
             BenchMode::Exact => Hypergradient::Exact,
             _ => Hypergradient::FiniteDifference,
         };
-        let search = crate::config::SearchConfig {
+        let mut config = run.clone();
+        config.search = crate::config::SearchConfig {
             hypergradient,
             fd_form: FiniteDifferenceForm::Implicit,
             rollback: args.mode != BenchMode::FdNorollback,
             ..run.search
         };
+        config.run.seed = args.seed;
         let engine = crate::search::engine(
-            &search,
-            args.seed,
+            &config,
             &model.trainable_params(),
             &model.selection_params(),
         )?;

@@ -10,7 +10,7 @@ use autolora_core::{LoraConfig, NamedParam, Param};
 use autolora_models::{AttentionImpl, Model};
 
 use crate::checkpoint::Checkpoint;
-use crate::config::SearchConfig;
+use crate::config::{RunConfig, SearchConfig};
 use crate::progress::Progress;
 use crate::ranks::RanksFile;
 use crate::session::Session;
@@ -56,7 +56,7 @@ pub fn run(session: &Session, resume: bool) -> Result<SearchOutcome> {
     };
     let weights = model.trainable_params();
     let selection = model.selection_params();
-    let mut engine = engine(&config.search, config.run.seed, &weights, &selection)?;
+    let mut engine = engine(config, &weights, &selection)?;
 
     let checkpoint_path = session.out_dir.join(CHECKPOINT);
     let metrics_path = session.out_dir.join(METRICS);
@@ -215,11 +215,11 @@ fn checkpoint_if_due(
 /// inner problem) and `selection` (selection logits, outer problem); `autolora bench` times
 /// the same engine.
 pub fn engine(
-    search: &SearchConfig,
-    seed: u64,
+    config: &RunConfig,
     weights: &[NamedParam],
     selection: &[NamedParam],
 ) -> Result<BilevelSearch> {
+    let search = &config.search;
     let inner = Optimizer::new(
         slots(weights),
         OptimConfig {
@@ -245,7 +245,9 @@ pub fn engine(
             hypergradient: search.hypergradient,
             fd_form: search.fd_form,
             rollback: search.rollback,
-            seed,
+            seed: config.run.seed,
+            // The training run's clipping, on the search's inner steps too.
+            max_grad_norm: config.train.max_grad_norm,
             ..EngineConfig::default()
         },
     )?)

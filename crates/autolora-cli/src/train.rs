@@ -209,7 +209,7 @@ pub fn run(
             );
         }
         let grad_norm = match train.max_grad_norm {
-            Some(max) => Some(clip_grad_norm(&mut grads, max)?),
+            Some(max) => Some(clip_grad_norm(&mut grads, max)?.0),
             None => None,
         };
         optimizer.step(&grads)?;

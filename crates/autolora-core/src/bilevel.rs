@@ -82,6 +82,12 @@ pub struct SearchConfig {
     pub rollback: bool,
     /// The run's seed, from which every step's dropout seeds are derived.
     pub seed: u64,
+    /// Clip the inner gradients' joint norm to this before every inner step
+    /// ([`clip_grad_norm`](crate::optim::clip_grad_norm)); `None`: no clipping. The look-ahead
+    /// is the clipped step, so the exact hypergradient differentiates through `w - lr c g`
+    /// with the factor `c` held constant, and the finite difference's second-order term is
+    /// scaled by `c`.
+    pub max_grad_norm: Option<f64>,
 }
 
 impl Default for SearchConfig {
@@ -92,6 +98,7 @@ impl Default for SearchConfig {
             fd_radius: 0.01,
             rollback: true,
             seed: 0,
+            max_grad_norm: None,
         }
     }
 }
@@ -103,6 +110,14 @@ impl SearchConfig {
             return Err(Error::InvalidConfig {
                 what: "finite-difference radius",
                 why: format!("must be finite and > 0, got {}", self.fd_radius),
+            });
+        }
+        if let Some(norm) = self.max_grad_norm
+            && !(norm.is_finite() && norm > 0.0)
+        {
+            return Err(Error::InvalidConfig {
+                what: "inner gradient clipping norm",
+                why: format!("must be finite and > 0, got {norm}"),
             });
         }
         Ok(())
@@ -313,8 +328,9 @@ impl BilevelSearch {
         let mut train = || train().map_err(|e| loss_error("training", e));
         let w = self.inner_leaves();
         let (loss, value) = self.evaluate(&mut train, "training loss", TRAIN_STREAM)?;
-        let grads = defined_or_zeros(gradients(&loss, &w, false)?, &w);
+        let mut grads = defined_or_zeros(gradients(&loss, &w, false)?, &w);
         check_finite(&grads, "training gradient", self.steps_done)?;
+        self.clip(&mut grads)?;
         self.inner.step(&grads)?;
         self.steps_done += 1;
         Ok(value)
@@ -363,7 +379,8 @@ impl BilevelSearch {
             self.inner.restore(&snapshot.inner)?;
             let w = self.inner_leaves();
             let (loss, value) = self.evaluate(train, "training loss (redo)", TRAIN_STREAM)?;
-            let grads = gradients(&loss, &w, false)?;
+            let mut grads = gradients(&loss, &w, false)?;
+            self.clip(&mut grads)?;
             self.inner.step(&grads)?;
             Some(value)
         } else {
@@ -400,18 +417,27 @@ impl BilevelSearch {
         let (train_loss_t, train_loss) = self.evaluate(train, "training loss", TRAIN_STREAM)?;
         let g = gradients(&train_loss_t, &w, exact)?;
         drop(train_loss_t);
-        let inner_grads: Vec<Tensor> = g
+        // Copies when clipping scales them in place: a detached gradient shares `g`'s storage.
+        let copy = self.config.max_grad_norm.is_some();
+        let mut inner_grads: Vec<Tensor> = g
             .iter()
-            .map(|g| {
-                if g.defined() {
-                    g.detach()
-                } else {
-                    Tensor::new()
-                }
+            .map(|g| match (g.defined(), copy) {
+                (true, true) => g.detach().copy(),
+                (true, false) => g.detach(),
+                (false, _) => Tensor::new(),
             })
             .collect();
+        // The step taken is the clipped one; `c` is a constant of this step.
+        let c = self.clip(&mut inner_grads)?;
 
         if exact {
+            let g: Vec<Tensor> = if c < 1.0 {
+                g.iter()
+                    .map(|g| if g.defined() { g * c } else { Tensor::new() })
+                    .collect()
+            } else {
+                g
+            };
             let w_next = self.inner.lookahead(&g)?;
             for (p, t) in self.inner.params().iter().zip(w_next) {
                 let _leaf = p.replace(t); // still held in `w`
@@ -460,7 +486,7 @@ impl BilevelSearch {
             } else {
                 let eps = self.config.fd_radius / v_norm;
                 fd_eps = Some(eps);
-                let second = self.mixed_term(snapshot, train, &w, &a, &v, eps)?;
+                let second = self.mixed_term(snapshot, train, &w, &a, &v, eps, c)?;
                 direct.iter().zip(&second).map(|(d, s)| d - s).collect()
             }
         } else {
@@ -477,7 +503,9 @@ impl BilevelSearch {
     }
 
     /// The finite-difference second-order term `(g+ - g-) / (2 eps)` (times the inner learning
-    /// rate in the DARTS form). Leaves the inner weights at `w'` (where they were).
+    /// rate in the DARTS form), times the inner step's clipping factor `clip`. Leaves the inner
+    /// weights at `w'` (where they were).
+    #[allow(clippy::too_many_arguments)]
     fn mixed_term(
         &mut self,
         snapshot: &SearchSnapshot,
@@ -486,11 +514,12 @@ impl BilevelSearch {
         a: &[Tensor],
         v: &[Tensor],
         eps: f64,
+        clip: f64,
     ) -> Result<Vec<Tensor>> {
         let w_next: Vec<Tensor> = tch::no_grad(|| w.iter().map(|t| t.detach().copy()).collect());
         let (centre, factor) = match self.config.fd_form {
-            FiniteDifferenceForm::Implicit => (&w_next, 1.0),
-            FiniteDifferenceForm::Darts => (&snapshot.inner.params, self.inner.lr()),
+            FiniteDifferenceForm::Implicit => (&w_next, clip),
+            FiniteDifferenceForm::Darts => (&snapshot.inner.params, self.inner.lr() * clip),
         };
         let mut at = |sign: f64, this: &mut Self| -> Result<Vec<Tensor>> {
             tch::no_grad(|| -> Result<()> {
@@ -520,6 +549,15 @@ impl BilevelSearch {
             .zip(&minus)
             .map(|(p, m)| (p - m) * (factor / (2.0 * eps)))
             .collect())
+    }
+
+    /// Clips inner gradients as the settings say; returns the factor applied (1 without
+    /// clipping).
+    fn clip(&self, grads: &mut [Tensor]) -> Result<f64> {
+        Ok(match self.config.max_grad_norm {
+            Some(max) => crate::optim::clip_grad_norm(grads, max)?.1,
+            None => 1.0,
+        })
     }
 
     /// Reseeds libtorch for `stream` of the current step, runs `f` and checks the loss is a

@@ -504,8 +504,8 @@ impl LrSchedule {
 
 /// Scales `grads` in place so that their joint L2 norm is at most `max_norm`, as
 /// `torch.nn.utils.clip_grad_norm_` does (factor `max_norm / (norm + 1e-6)`, capped at 1;
-/// undefined gradients are skipped). Returns the norm before clipping.
-pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
+/// undefined gradients are skipped). Returns the norm before clipping and the factor applied.
+pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<(f64, f64)> {
     let _guard = tch::no_grad_guard();
     let norms: Vec<Tensor> = grads
         .iter()
@@ -513,14 +513,14 @@ pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
         .map(|g| g.norm())
         .collect();
     if norms.is_empty() {
-        return Ok(0.0);
+        return Ok((0.0, 1.0));
     }
     let total = Tensor::f_stack(&norms, 0)?.norm();
     let factor = (max_norm / (&total + 1e-6)).clamp_max(1.0);
     for g in grads.iter_mut().filter(|g| g.defined()) {
         let _ = g.f_mul_(&factor)?;
     }
-    Ok(total.double_value(&[]))
+    Ok((total.double_value(&[]), factor.double_value(&[])))
 }
 
 #[cfg(test)]
@@ -682,8 +682,9 @@ mod tests {
             Tensor::new(),
             Tensor::from_slice(&[12.0f64]),
         ];
-        let norm = clip_grad_norm(&mut grads, 6.5)?;
+        let (norm, applied) = clip_grad_norm(&mut grads, 6.5)?;
         assert!((norm - 13.0).abs() < 1e-12);
+        assert_eq!(applied, 6.5 / (13.0 + 1e-6));
         let factor = 6.5 / (13.0 + 1e-6);
         assert_eq!(
             Vec::<f64>::try_from(&grads[0])?,
@@ -691,8 +692,9 @@ mod tests {
         );
         assert!(!grads[1].defined());
         // Below the limit nothing changes.
-        let norm = clip_grad_norm(&mut grads, 100.0)?;
+        let (norm, applied) = clip_grad_norm(&mut grads, 100.0)?;
         assert!((norm - 6.5).abs() < 1e-5);
+        assert_eq!(applied, 1.0);
         assert_eq!(Vec::<f64>::try_from(&grads[2])?, [12.0 * factor]);
         Ok(())
     }

@@ -450,3 +450,43 @@ fn a_search_lowers_the_validation_loss_and_moves_the_selection() {
     let sum = weights.sum(Kind::Float).double_value(&[]);
     assert!((sum - 1.0).abs() < 1e-5);
 }
+
+/// With `max_grad_norm` below the gradient's norm, an SGD inner step of rate `eta` is the
+/// unclipped step of rate `eta c` (`c = max / (|g| + 1e-6)`): the exact and the DARTS
+/// hypergradients through the clipped look-ahead equal the unclipped ones at that rate, and
+/// a clipping norm above |g| changes nothing.
+#[test]
+fn clipped_inner_steps_are_steps_of_the_scaled_rate() {
+    let _serial = serial();
+    let ridge = ridge();
+    let eta = 0.05;
+    let w = ridge.problem.inner[0].tensor();
+    let g = {
+        let loss = (ridge.problem.train)();
+        autolora_core::optim::gradients(&loss, &[w], false).unwrap()
+    };
+    let norm = g[0].norm().double_value(&[]);
+    let max = norm / 3.0;
+    let c = max / (norm + 1e-6);
+    for base in [config(Hypergradient::Exact), darts()] {
+        let clipped = SearchConfig {
+            max_grad_norm: Some(max),
+            ..base
+        };
+        let ours = ridge.problem.hypergradient(OptimConfig::sgd(eta), clipped);
+        let scaled = ridge.problem.hypergradient(OptimConfig::sgd(eta * c), base);
+        let rel = max_abs_diff(&ours, &scaled) / max_abs(&scaled);
+        eprintln!(
+            "{:?}: clipped vs scaled rate, relative {rel:e}",
+            base.hypergradient
+        );
+        assert!(rel < 1e-7, "{rel:e}");
+        let loose = SearchConfig {
+            max_grad_norm: Some(norm * 10.0),
+            ..base
+        };
+        let unclipped = ridge.problem.hypergradient(OptimConfig::sgd(eta), base);
+        let same = ridge.problem.hypergradient(OptimConfig::sgd(eta), loose);
+        assert!(max_abs_diff(&same, &unclipped) == 0.0);
+    }
+}
