@@ -331,6 +331,35 @@ fn mistral_sliding_window() -> Result<()> {
     Ok(())
 }
 
+/// Qwen2, Qwen3 and Mistral saved by transformers 5.25.0 (`rope_parameters`, `layer_types`),
+/// with its masks: parity as for the 4.x fixtures; the windows named by `layer_types` (Qwen2)
+/// and `sliding_window` (Mistral) matter.
+#[test]
+fn qwen_and_mistral_saved_by_transformers_5() -> Result<()> {
+    for name in ["qwen2-tiny-tf5", "qwen3-tiny-tf5", "mistral-tiny-tf5"] {
+        let model = check_lm(name, None)?;
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(fixture(name).join("config.json"))?)?;
+        ensure!(config["transformers_version"] == "5.25.0" && config.get("rope_theta").is_none());
+        assert_eq!(
+            model.architecture().model_type(),
+            config["model_type"].as_str().unwrap_or_default()
+        );
+    }
+    let full = logits_after_edit("qwen2-tiny-tf5", |c| {
+        c.insert(
+            "layer_types".into(),
+            serde_json::json!(["full_attention", "full_attention"]),
+        );
+    })?;
+    let unwindowed = logits_after_edit("mistral-tiny-tf5", |c| {
+        c.insert("sliding_window".into(), serde_json::Value::Null);
+    })?;
+    println!("without the windows: max |logit diff| qwen2 {full:.3e}, mistral {unwindowed:.3e}");
+    ensure!(full > 100.0 * ATOL && unwindowed > 100.0 * ATOL);
+    Ok(())
+}
+
 #[test]
 fn fused_attention_matches_eager_in_decoders() -> Result<()> {
     for dir in ["gpt2-tiny-lm", "llama-tiny-gqa"] {

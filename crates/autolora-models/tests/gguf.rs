@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
-use autolora_models::gguf::{GgufModel, load_gguf};
+use autolora_models::gguf::{GgufFile, GgufModel, Value, load_gguf, tokenizer_from_gguf};
 use autolora_models::{GenerationConfig, LoadOptions, Model, ModelInput, Task, generate};
 use tch::{Kind, Tensor};
 
@@ -231,5 +231,83 @@ fn smollm2_tokenizer_splits_digits_and_keeps_chat_tokens() -> Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     ensure!(enc2.get_ids() == enc.get_ids());
     ensure!(dir.path().join("config.json").is_file());
+    Ok(())
+}
+
+/// A tiny vocabulary in a `tokenizer.ggml.pre = "qwen2"` file (no tensors) tokenizes as
+/// transformers' own Qwen2 tokenizer does with the same vocabulary and merges: single digits,
+/// case-insensitive contractions, runs of spaces and newlines split as Qwen2's regex splits
+/// them (`tests/reference/gen_gguf_tokenizer.py`). GPT-2's split, the fallback, gives other ids
+/// on half the cases (on the others this small vocabulary has no merge that tells them apart).
+#[test]
+fn qwen2_pre_tokenizer_matches_transformers() -> Result<()> {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        text: String,
+        ids: Vec<u32>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Cases {
+        cases: Vec<Case>,
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf-tokenizer");
+    let reference: Cases =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json"))?)?;
+    let file = GgufFile::open(&dir.join("qwen2.gguf"))?;
+    let tokenizer = tokenizer_from_gguf(&file)?;
+    let mut as_gpt2 = GgufFile::open(&dir.join("qwen2.gguf"))?;
+    as_gpt2
+        .metadata
+        .insert("tokenizer.ggml.pre".into(), Value::Str("gpt2".into()));
+    let gpt2 = tokenizer_from_gguf(&as_gpt2)?;
+    let encode = |t: &tokenizers::Tokenizer, text: &str| -> Result<Vec<u32>> {
+        Ok(t.encode(text, false)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .get_ids()
+            .to_vec())
+    };
+    let mut differ = 0;
+    for case in &reference.cases {
+        ensure!(
+            encode(&tokenizer, &case.text)? == case.ids,
+            "{:?}: {:?} != {:?}",
+            case.text,
+            encode(&tokenizer, &case.text)?,
+            case.ids
+        );
+        differ += usize::from(encode(&gpt2, &case.text)? != case.ids);
+    }
+    ensure!(differ >= 3, "GPT-2's split differs on only {differ} cases");
+    Ok(())
+}
+
+/// `llama-bpe` (Llama 3) splits numbers into runs of at most three digits where `qwen2`
+/// splits single digits, before the byte-level step.
+#[test]
+fn llama3_and_qwen2_pre_tokenizers_split_numbers_as_their_models_do() -> Result<()> {
+    use tokenizers::{OffsetReferential, OffsetType, PreTokenizedString, PreTokenizer};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf-tokenizer");
+    let mut file = GgufFile::open(&dir.join("qwen2.gguf"))?;
+    for (pre, expected) in [
+        ("llama-bpe", "x|Ġ|123|456|7|'s"),
+        ("qwen2", "x|Ġ|1|2|3|4|5|6|7|'s"),
+        ("gpt2", "x|Ġ1234567|'s"),
+    ] {
+        file.metadata
+            .insert("tokenizer.ggml.pre".into(), Value::Str(pre.into()));
+        let tokenizer = tokenizer_from_gguf(&file)?;
+        let mut split = PreTokenizedString::from("x 1234567's");
+        tokenizer
+            .get_pre_tokenizer()
+            .context("no pre-tokenizer")?
+            .pre_tokenize(&mut split)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pieces: Vec<&str> = split
+            .get_splits(OffsetReferential::Original, OffsetType::Byte)
+            .into_iter()
+            .map(|(piece, _, _)| piece)
+            .collect();
+        ensure!(pieces.join("|") == expected, "{pre}: {pieces:?}");
+    }
     Ok(())
 }

@@ -5,12 +5,14 @@
 //!   (`"left right"`, by rank);
 //! * `tokenizer.ggml.token_type` 3 (control) tokens become special added tokens, 4 (user
 //!   defined) plain added tokens, so `<|im_start|>` is never split;
-//! * pre-tokenizer: GPT-2's byte-level regex split; for `tokenizer.ggml.pre` values whose
-//!   llama.cpp pre-tokenizer splits numbers into single digits first (`smollm`,
-//!   `starcoder`, `refact`) a `Digits(individual)` step comes before it, as in those
-//!   models' own `tokenizer.json`. (`transformers`' GGUF conversion ignores `pre` and never
-//!   splits digits; on text without digits both agree.) Other `pre` values fall back to the
-//!   GPT-2 split with a warning;
+//! * pre-tokenizer, chosen by `tokenizer.ggml.pre` as llama.cpp chooses it: GPT-2's
+//!   byte-level regex split (`default`, `gpt2`); for `smollm`, `starcoder` and `refact`, whose
+//!   models split numbers into single digits first, a `Digits(individual)` step before it, as
+//!   in those models' own `tokenizer.json`; for `qwen2` and `llama-bpe` (Llama 3) the models'
+//!   own split regex (single digits, resp. runs of up to three) before a byte-level step
+//!   without a regex of its own, as their `tokenizer.json` files write it. (`transformers`'
+//!   GGUF conversion ignores `pre`; on text without digits or runs of spaces and newlines they
+//!   agree.) Other `pre` values fall back to the GPT-2 split with a warning;
 //! * `tokenizer.ggml.add_bos_token` prepends `bos_token_id`; decoding is byte-level.
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
@@ -19,8 +21,9 @@ use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
+use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::template::TemplateProcessing;
-use tokenizers::{AddedToken, Tokenizer};
+use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::file::GgufFile;
 use crate::{Error, Result};
@@ -29,6 +32,19 @@ use crate::{Error, Result};
 const DIGIT_SPLITTING_PRE: &[&str] = &["smollm", "starcoder", "refact"];
 /// `tokenizer.ggml.pre` values that are GPT-2's split alone.
 const GPT2_PRE: &[&str] = &["default", "gpt2", "gpt-2"];
+/// `tokenizer.ggml.pre` values with a split regex of their own (llama.cpp's
+/// `llama-vocab.cpp`, the same as the models' `tokenizer.json`); the byte-level step after
+/// them splits nothing.
+const REGEX_PRE: &[(&str, &str)] = &[
+    (
+        "qwen2",
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+    (
+        "llama-bpe",
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    ),
+];
 
 /// Builds the tokenizer described by `file`'s `tokenizer.ggml.*` metadata.
 pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
@@ -88,7 +104,17 @@ pub fn tokenizer_from_gguf(file: &GgufFile) -> Result<Tokenizer> {
         .and_then(|v| v.as_str())
         .unwrap_or("default");
     let byte_level: PreTokenizerWrapper = ByteLevel::new(false, false, true).into();
-    let pre_tokenizer = if DIGIT_SPLITTING_PRE.contains(&pre) {
+    let regex = REGEX_PRE.iter().find(|(name, _)| *name == pre);
+    let pre_tokenizer = if let Some((_, regex)) = regex {
+        let split = Split::new(
+            SplitPattern::Regex(regex.to_string()),
+            SplitDelimiterBehavior::Isolated,
+            false,
+        )
+        .map_err(|e| fail(format!("pre-tokenizer regex for {pre:?}: {e}")))?;
+        let bytes_only = ByteLevel::new(false, false, false).into();
+        PreTokenizerWrapper::Sequence(Sequence::new(vec![split.into(), bytes_only]))
+    } else if DIGIT_SPLITTING_PRE.contains(&pre) {
         PreTokenizerWrapper::Sequence(Sequence::new(vec![Digits::new(true).into(), byte_level]))
     } else {
         if !GPT2_PRE.contains(&pre) {

@@ -1,12 +1,13 @@
-"""Builds tiny random checkpoints saved by PyPI `transformers` 5 (5.24.0, on `torch` 2.11.0)
+"""Builds tiny random checkpoints saved by PyPI `transformers` 5 (5.25.0, on `torch` 2.11.0)
 under ../fixtures, with their reference outputs, because its `config.json` dialect differs
 from 4.x: the rotary settings are one `rope_parameters` object (`rope_theta`, `rope_type`
-and the type's fields) where 4.x wrote `rope_theta` and `rope_scaling`, and BERT has no
-`position_embedding_type` but writes `is_decoder`. GPT-2's keys are the same as in 4.x.
+and the type's fields) where 4.x wrote `rope_theta` and `rope_scaling`, BERT has no
+`position_embedding_type` but writes `is_decoder`, and the sliding-window decoders (Qwen2,
+Mistral) are checked under 5's masks. GPT-2's keys are the same as in 4.x.
 
 The fixtures are committed, so the Rust tests need no transformers 5. To rebuild them, in a
 separate environment (the project's has transformers 4.57.1):
-    python3 -m venv /tmp/tf5 && /tmp/tf5/bin/pip install torch==2.11.0 transformers==5.24.0 safetensors
+    python3 -m venv /tmp/tf5 && /tmp/tf5/bin/pip install torch==2.11.0 transformers==5.25.0 safetensors
     /tmp/tf5/bin/python crates/autolora-models/tests/reference/gen_parity_v5.py
 
 The helpers, inputs and reference contents are gen_parity.py's; everything is seeded, so
@@ -51,6 +52,36 @@ def llama():
     causal_fixture(build(LlamaForCausalLM, config, 55), "llama-tiny-tf5", ids, mask, labels, prompt)
 
 
+def qwen_mistral():
+    """Qwen2 whose second layer alone slides (window 3, shorter than the inputs), Qwen3 (per-head
+    q/k norms, head_dim apart) and Mistral (window 3), saved in 5's dialect."""
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=5)
+    prompt = torch.tensor([[9, 31, 4, 50, 12]])
+    common = dict(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        rms_norm_eps=1e-6,
+        bos_token_id=1,
+        eos_token_id=2,
+        rope_parameters=dict(rope_type="default", rope_theta=20000.0),
+        attn_implementation="eager",
+    )
+    qwen2 = Qwen2Config(tie_word_embeddings=True, use_sliding_window=True, sliding_window=3, max_window_layers=1, **common)
+    assert qwen2.layer_types == ["full_attention", "sliding_attention"], qwen2.layer_types
+    causal_fixture(build(Qwen2ForCausalLM, qwen2, 56), "qwen2-tiny-tf5", ids, mask, labels, prompt)
+    qwen3 = Qwen3Config(head_dim=16, tie_word_embeddings=False, **common)
+    causal_fixture(build(Qwen3ForCausalLM, qwen3, 57), "qwen3-tiny-tf5", ids, mask, labels, prompt)
+    mistral = MistralConfig(sliding_window=3, tie_word_embeddings=False, **common)
+    causal_fixture(build(MistralForCausalLM, mistral, 58), "mistral-tiny-tf5", ids, mask, labels, prompt)
+
+
 def bert():
     ids, mask, types = inputs(0, [7, 5, 3], 7, seed=1, with_types=True)
     seq = build(BertForSequenceClassification, bert_config(num_labels=3), 51)
@@ -62,7 +93,8 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     llama()
     bert()
-    for name in ["llama-tiny-tf5", "bert-tiny-tf5-seqcls"]:
+    qwen_mistral()
+    for name in ["llama-tiny-tf5", "bert-tiny-tf5-seqcls", "qwen2-tiny-tf5", "qwen3-tiny-tf5", "mistral-tiny-tf5"]:
         folder = OUT / name
         size = sum(f.stat().st_size for f in folder.iterdir())
         print(f"{name}: {sorted(f.name for f in folder.iterdir())} ({size} bytes)")
