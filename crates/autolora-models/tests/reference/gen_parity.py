@@ -363,10 +363,10 @@ def gpt2():
     token_fixture(tok, "gpt2-tiny-tokcls", ids, mask, seed=34)
 
 
-def llama():
-    ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=4)
-    prompt = torch.tensor([[9, 31, 4, 50, 12]])
-    common = dict(
+def tiny_decoder(**fields):
+    """The sizes the tiny Llama-family fixtures share (2 layers, hidden 32, vocabulary 64), with
+    eager attention, plus `fields`."""
+    return dict(
         vocab_size=64,
         hidden_size=32,
         intermediate_size=48,
@@ -376,7 +376,14 @@ def llama():
         bos_token_id=1,
         eos_token_id=2,
         attn_implementation="eager",
+        **fields,
     )
+
+
+def llama():
+    ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=4)
+    prompt = torch.tensor([[9, 31, 4, 50, 12]])
+    common = tiny_decoder()
 
     # Grouped-query attention (4 query heads share 2 key/value heads), separate LM head.
     gqa = build(
@@ -452,20 +459,7 @@ def qwen_mistral():
 
     ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=5)
     prompt = torch.tensor([[9, 31, 4, 50, 12]])
-    common = dict(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        rms_norm_eps=1e-6,
-        rope_theta=10000.0,
-        bos_token_id=1,
-        eos_token_id=2,
-        attn_implementation="eager",
-    )
+    common = tiny_decoder(num_attention_heads=4, num_key_value_heads=2, rope_theta=10000.0)
     qwen2 = build(Qwen2ForCausalLM, Qwen2Config(tie_word_embeddings=False, **common), 50)
     causal_fixture(qwen2, "qwen2-tiny", ids, mask, labels, prompt)
     sliding = build(

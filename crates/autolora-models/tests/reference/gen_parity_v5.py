@@ -20,7 +20,7 @@ import torch
 import transformers
 from transformers import BertConfig, BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
 
-from gen_parity import OUT, bert_config, build, causal_fixture, causal_inputs, head_fixture, inputs
+from gen_parity import OUT, bert_config, build, causal_fixture, causal_inputs, head_fixture, inputs, tiny_decoder
 
 
 def llama():
@@ -28,16 +28,7 @@ def llama():
     ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=4)
     prompt = torch.tensor([[9, 31, 4, 50, 12]])
     config = LlamaConfig(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        rms_norm_eps=1e-6,
-        bos_token_id=1,
-        eos_token_id=2,
+        **tiny_decoder(num_attention_heads=4, num_key_value_heads=2),
         tie_word_embeddings=False,
         rope_parameters=dict(
             rope_type="llama3",
@@ -47,7 +38,6 @@ def llama():
             high_freq_factor=4.0,
             original_max_position_embeddings=16,
         ),
-        attn_implementation="eager",
     )
     causal_fixture(build(LlamaForCausalLM, config, 55), "llama-tiny-tf5", ids, mask, labels, prompt)
 
@@ -59,19 +49,10 @@ def qwen_mistral():
 
     ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=5)
     prompt = torch.tensor([[9, 31, 4, 50, 12]])
-    common = dict(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
+    common = tiny_decoder(
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=64,
-        rms_norm_eps=1e-6,
-        bos_token_id=1,
-        eos_token_id=2,
         rope_parameters=dict(rope_type="default", rope_theta=20000.0),
-        attn_implementation="eager",
     )
     qwen2 = Qwen2Config(tie_word_embeddings=True, use_sliding_window=True, sliding_window=3, max_window_layers=1, **common)
     assert qwen2.layer_types == ["full_attention", "sliding_attention"], qwen2.layer_types
