@@ -5,8 +5,8 @@
 //! missing or unexpected keys, the logits of the base model with the adapter, to 1e-4 as the
 //! PEFT round trip of `tests/cli.rs`).
 //!
-//! Fixtures (`tests/reference/make_llama_fixtures.py`, `make_qwen_fixtures.py` for `tiny-qwen2`
-//! and `tiny-qwen3`): `tiny-llama`, an untied Llama with
+//! Fixtures (`tests/reference/make_llama_fixtures.py`, `make_qwen_fixtures.py` for `tiny-qwen2`,
+//! `tiny-qwen3` and `tiny-mistral`): `tiny-llama`, an untied Llama with
 //! grouped-query attention, and `tiny-llama-gguf`, the same weights as a llama.cpp GGUF file
 //! (Q8_0/F16/F32, query/key rows permuted). `tiny-bert` and `tiny-gpt2` come from
 //! `make_fixtures.py`.
@@ -203,13 +203,15 @@ fn merged_untied_llama_has_its_own_lm_head_and_loads_in_transformers() -> Result
     Ok(())
 }
 
-/// Qwen2 (q/k/v biases, tied head) and Qwen3 (per-head q/k norms, untied head) merge into
-/// their own classes' layouts, which transformers loads alone (`make_qwen_fixtures.py`).
+/// Qwen2 (q/k/v biases, tied head), Qwen3 (per-head q/k norms, untied head) and Mistral (a
+/// window of 3 tokens) merge into their own classes' layouts, which transformers loads alone
+/// (`make_qwen_fixtures.py`).
 #[test]
-fn merged_qwen_models_load_in_transformers() -> Result<()> {
+fn merged_qwen_and_mistral_models_load_in_transformers() -> Result<()> {
     for (name, class) in [
         ("tiny-qwen2", "Qwen2ForCausalLM"),
         ("tiny-qwen3", "Qwen3ForCausalLM"),
+        ("tiny-mistral", "MistralForCausalLM"),
     ] {
         let dir = tempfile::tempdir()?;
         let base = fixtures().join(name);

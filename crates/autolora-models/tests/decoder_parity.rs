@@ -228,17 +228,19 @@ fn llama_with_peft_lora() -> Result<()> {
     Ok(())
 }
 
+/// Llama, Qwen2 and Mistral (its window on) classifiers: the last real token's hidden state
+/// through `score`.
 #[test]
-fn llama_sequence_classification() -> Result<()> {
-    let model = load(
+fn decoder_sequence_classification() -> Result<()> {
+    for dir in [
         "llama-tiny-seqcls",
-        Task::SequenceClassification { num_labels: 3 },
-    )?;
-    check_forward(
-        model.as_ref(),
-        &reference("llama-tiny-seqcls")?,
-        "llama seqcls",
-    )
+        "qwen2-tiny-seqcls",
+        "mistral-tiny-seqcls",
+    ] {
+        let model = load(dir, Task::SequenceClassification { num_labels: 3 })?;
+        check_forward(model.as_ref(), &reference(dir)?, dir)?;
+    }
+    Ok(())
 }
 
 /// Max |logit difference| to the reference after editing the fixture's config.
@@ -293,19 +295,6 @@ fn qwen2_sliding_window_on_the_upper_layers() -> Result<()> {
         "the window barely matters here: {diff:e}"
     );
     Ok(())
-}
-
-#[test]
-fn qwen2_sequence_classification() -> Result<()> {
-    let model = load(
-        "qwen2-tiny-seqcls",
-        Task::SequenceClassification { num_labels: 3 },
-    )?;
-    check_forward(
-        model.as_ref(),
-        &reference("qwen2-tiny-seqcls")?,
-        "qwen2 seqcls",
-    )
 }
 
 /// Qwen3: RMSNorm on each query and key head, head_dim 16 with hidden 32 and 4 heads.
@@ -404,6 +393,7 @@ fn token_classification_heads() -> Result<()> {
     for (dir, head) in [
         ("gpt2-tiny-tokcls", "classifier"),
         ("llama-tiny-tokcls", "score"),
+        ("qwen3-tiny-tokcls", "score"),
     ] {
         let model = load(dir, Task::TokenClassification { num_labels: 4 })?;
         check_forward(model.as_ref(), &reference(dir)?, dir)?;

@@ -1,9 +1,11 @@
-"""Writes the tiny Qwen fixtures of the export tests (seeded, reproducible):
+"""Writes the tiny Qwen and Mistral fixtures of the export tests (seeded, reproducible):
 
 * fixtures/tiny-qwen2/: a tiny random Qwen2ForCausalLM (hidden 32, 2 layers, 4 query heads
   sharing 2 key/value heads, q/k/v biases, a tied LM head, vocabulary 400);
 * fixtures/tiny-qwen3/: a tiny random Qwen3ForCausalLM (the same sizes, head_dim 16 apart
   from hidden / heads, RMSNorm on each query and key head, an untied LM head);
+* fixtures/tiny-mistral/: a tiny random MistralForCausalLM (the same sizes, a sliding window of
+  3 tokens on every layer, an untied LM head);
 
 each with the byte-level BPE tokenizer.json of fixtures/tiny-gpt2, as make_llama_fixtures.py
 does for tiny-llama. Every weight, norms and biases included, is random.
@@ -14,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
+from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 COMMON = dict(
@@ -51,6 +53,8 @@ def main():
     save(Qwen2ForCausalLM(Qwen2Config(tie_word_embeddings=True, **COMMON)), "tiny-qwen2")
     torch.manual_seed(0)
     save(Qwen3ForCausalLM(Qwen3Config(head_dim=16, tie_word_embeddings=False, **COMMON)), "tiny-qwen3")
+    torch.manual_seed(0)
+    save(MistralForCausalLM(MistralConfig(sliding_window=3, tie_word_embeddings=False, **COMMON)), "tiny-mistral")
 
 
 if __name__ == "__main__":

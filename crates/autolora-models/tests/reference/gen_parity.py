@@ -446,15 +446,18 @@ def qwen_mistral():
     """Qwen2 (q/k/v biases, no o bias), Qwen3 (RMSNorm on each query and key head, head_dim
     apart from hidden_size / heads) and Mistral (a sliding window shorter than the inputs and
     the generated sequences, so the windowed mask matters), plus a Qwen2 whose second layer
-    alone slides (use_sliding_window, max_window_layers = 1): transformers 4.57.1's masks."""
+    alone slides (use_sliding_window, max_window_layers = 1), a Qwen2 sequence classifier, a Qwen3
+    token classifier and a windowed Mistral sequence classifier: transformers 4.57.1's masks."""
     from transformers import (
         MistralConfig,
         MistralForCausalLM,
+        MistralForSequenceClassification,
         Qwen2Config,
         Qwen2ForCausalLM,
         Qwen2ForSequenceClassification,
         Qwen3Config,
         Qwen3ForCausalLM,
+        Qwen3ForTokenClassification,
     )
 
     ids, mask, labels = causal_inputs([7, 6, 4], 7, seed=5)
@@ -475,6 +478,10 @@ def qwen_mistral():
     causal_fixture(qwen3, "qwen3-tiny", ids, mask, labels, prompt)
     mistral = build(MistralForCausalLM, MistralConfig(sliding_window=3, tie_word_embeddings=False, **common), 54)
     causal_fixture(mistral, "mistral-tiny", ids, mask, labels, prompt)
+    qwen3_tok = build(Qwen3ForTokenClassification, Qwen3Config(head_dim=16, num_labels=4, **common), 59)
+    token_fixture(qwen3_tok, "qwen3-tiny-tokcls", ids, mask, seed=60)
+    mistral_seq = build(MistralForSequenceClassification, MistralConfig(sliding_window=3, num_labels=3, pad_token_id=0, **common), 61)
+    head_fixture(mistral_seq, "mistral-tiny-seqcls", ids, mask, labels=torch.tensor([0, 2, 1]))
 
 
 FAMILIES = dict(bert=bert, roberta=roberta, gpt2=gpt2, llama=llama, qwen=qwen_mistral)
