@@ -6,7 +6,8 @@
 //! `self_attn.{q,k}_norm`), and which layers attend through a sliding window (Mistral: all of
 //! them when `sliding_window` is set; Qwen: `layer_types`, or the layers from
 //! `max_window_layers` on when `use_sliding_window`). Window semantics are transformers
-//! 4.57.1's: query column `i` sees key columns `j` with `i - window < j <= i`.
+//! 4.57.1's, and 5.25.0's (checked on fixtures saved by each): query column `i` sees key
+//! columns `j` with `i - window < j <= i`.
 //!
 //! Module paths equal checkpoint keys without the `model.` prefix: `embed_tokens`,
 //! `layers.N.input_layernorm`, `layers.N.self_attn.{q,k,v,o}_proj`,
