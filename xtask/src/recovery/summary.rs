@@ -338,7 +338,12 @@ fn cell_section(md: &mut String, plan: &Plan, rows: &[&Row]) {
             },
         );
     }
-    let losses = |method: &str| -> Vec<f64> { of(method).iter().filter_map(|r| r.loss).collect() };
+    let losses = |method: &str| -> Vec<(u64, f64)> {
+        of(method)
+            .iter()
+            .filter_map(|r| Some((r.seed, r.loss?)))
+            .collect()
+    };
     let gate = metrics::validity(&losses("oracle"), &losses("uniform"), &losses("random"));
     let _ = writeln!(md, "\n{}", gate_text(gate));
     if let Some(control) = &plan.control {
@@ -366,22 +371,25 @@ fn gate_text(gate: Gate) -> String {
             .into(),
         Gate::Judged {
             valid,
+            seeds,
             uniform,
             random,
         } => format!(
-            "Validity gate: **{}**. Uniform's mean dev KL minus the oracle's: {} (larger seed sd of \
-             the two: {}); random's minus the oracle's: {} (larger sd: {}). {}",
+            "Validity gate: **{}**. Seed by seed (each seed plants its own teacher), uniform's dev \
+             KL minus the oracle's: {} ± {} over {seeds} seeds; random's minus the oracle's: {} ± \
+             {}. {}",
             if valid { "valid" } else { "too weak to judge" },
             f(uniform.0),
             f(uniform.1),
             f(random.0),
             f(random.1),
             if valid {
-                "The oracle beats both by more than the seed spread: the task rewards putting \
-                 capacity where it was planted, so the searches' losses and ranks can be judged."
+                "The oracle beats both by more than the seed spread of the difference: the task \
+                 rewards putting capacity where it was planted, so the searches' losses and \
+                 ranks can be judged."
             } else {
-                "The oracle does not beat both by more than the seed spread: on this cell the \
-                 loss does not tell a right allocation from a wrong one."
+                "The oracle does not beat both by more than the seed spread of the difference: \
+                 on this cell the loss does not tell a right allocation from a wrong one."
             }
         ),
     }
@@ -550,6 +558,7 @@ mod tests {
         assert!(gate_text(Gate::SpreadUnknown).contains("cannot be judged"));
         let judged = |valid| Gate::Judged {
             valid,
+            seeds: 2,
             uniform: (0.01, 0.001),
             random: (0.02, 0.002),
         };
