@@ -13,7 +13,7 @@ use autolora_core::prune::prune_layer;
 use autolora_core::{Gate, LoraConfig, Param};
 use autolora_models::Task;
 use autolora_models::peft::{apply_peft_adapter, save_peft_adapter};
-use common::{fixture, load, logits, reference};
+use common::{fixture, load, logits, reference, serial};
 use tch::{Device, Kind, Tensor};
 
 /// The project's reference Python, if provisioned.
@@ -36,6 +36,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn roundtrip(base: &str, task: Task) -> Result<()> {
+    let _serial = serial();
     tch::manual_seed(3);
     let r = reference(base)?;
     let mut model = load(base, task)?;
@@ -75,8 +76,12 @@ fn roundtrip(base: &str, task: Task) -> Result<()> {
     apply_peft_adapter(reloaded.as_mut(), &out_dir)?;
     let back = logits(reloaded.as_ref(), &r)?;
     let diff = max_diff(&ours, &back);
-    println!("{base}: exported and reloaded, max |diff| = {diff:.3e}");
-    ensure!(diff < 1e-6, "reloaded adapter differs by {diff}");
+    // The export folds the last module's gate into B, which rounds differently from the gated
+    // forward: a few float32 roundings of the largest logit (measured: up to 4.5 of them).
+    let largest = ours.abs().max().double_value(&[]);
+    let tolerance = 16.0 * f64::from(f32::EPSILON) * largest.max(1.0);
+    println!("{base}: exported and reloaded, max |diff| = {diff:.3e} (tolerance {tolerance:.1e})");
+    ensure!(diff <= tolerance, "reloaded adapter differs by {diff}");
 
     let Some(python) = python() else {
         println!("SKIPPED the PEFT check: the project's Python is not provisioned");

@@ -7,8 +7,6 @@
 //!
 //! and central finite differences of it in the selection logits `a`.
 
-use std::sync::{Mutex, MutexGuard};
-
 use anyhow::{Result, ensure};
 use autolora_core::bilevel::{BilevelSearch, Hypergradient, SearchConfig};
 use autolora_core::optim::{OptimConfig, Optimizer};
@@ -17,22 +15,12 @@ use autolora_models::{LoadOptions, Model, ModelInput, Task, load_model};
 use tch::{Device, Kind, Tensor};
 
 use super::fixture;
+pub use super::serial;
 
 /// Rate of the unrolled SGD step.
 pub const LR: f64 = 0.5;
 /// Step of the central differences.
 pub const STEP: f64 = 1e-5;
-
-/// libtorch's generator is process-global and the tests draw from it: they run one at a time
-/// so each sees the same numbers on every run.
-static TORCH_RNG: Mutex<()> = Mutex::new(());
-
-/// Holds the generator for one test.
-pub fn serial() -> MutexGuard<'static, ()> {
-    TORCH_RNG
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// A batch of token ids with its mask and labels.
 pub struct Batch {

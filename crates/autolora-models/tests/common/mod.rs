@@ -5,6 +5,7 @@ pub mod bilevel;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
 
 use anyhow::{Context, Result, ensure};
 use autolora_models::{Error, LoadOptions, Model, ModelInput, ModelOutput, Task, load_model};
@@ -21,6 +22,17 @@ pub const ENCODER_QUERY_VALUE: [&str; 4] = [
     "encoder.layer.1.attention.self.query",
     "encoder.layer.1.attention.self.value",
 ];
+
+/// libtorch's generator is process-global and tests that draw from it (seeded) run one at a
+/// time, so each sees the same numbers on every run whatever else runs beside it.
+static TORCH_RNG: Mutex<()> = Mutex::new(());
+
+/// Holds the generator for one test.
+pub fn serial() -> MutexGuard<'static, ()> {
+    TORCH_RNG
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The folder of fixture `name` (made by `tests/reference/gen_parity.py`).
 pub fn fixture(name: &str) -> PathBuf {
