@@ -15,8 +15,9 @@ mod common;
 use anyhow::{Result, ensure};
 use autolora_models::{IGNORE_INDEX, Task};
 use common::bilevel::{
-    Batch, central_difference, exact_engine, gated_f64_model, serial, unrolled_val_loss,
+    Batch, central_difference, exact_engine, gated_f64_model, unrolled_val_loss,
 };
+use common::serial;
 use tch::{Kind, Tensor};
 
 /// `b` rows of `s` tokens (the last padded from `pad_from` on), labelled with themselves

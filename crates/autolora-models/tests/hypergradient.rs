@@ -16,8 +16,9 @@ mod common;
 use anyhow::{Result, ensure};
 use autolora_models::{Model, Task};
 use common::bilevel::{
-    Batch, central_difference, exact_engine, gated_f64_model, serial, unrolled_val_loss,
+    Batch, central_difference, exact_engine, gated_f64_model, unrolled_val_loss,
 };
+use common::serial;
 use tch::{Device, Kind, Tensor};
 
 /// `b` rows of `s` tokens (the last padded with `pad_id` from `pad_from` on), random labels

@@ -15,7 +15,6 @@ use autolora_models::{LoadOptions, Model, ModelInput, Task, load_model};
 use tch::{Device, Kind, Tensor};
 
 use super::fixture;
-pub use super::serial;
 
 /// Rate of the unrolled SGD step.
 pub const LR: f64 = 0.5;
