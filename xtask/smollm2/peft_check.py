@@ -46,8 +46,6 @@ def compare(run_dir, inputs, ours_path):
 
     torch.set_num_threads(2)
     labels = json.loads((Path(run_dir) / "labels.json").read_text())
-    if isinstance(labels, dict):
-        labels = labels["labels"]
     base_dir = asset("smollm2-135m")
     tokenizer = AutoTokenizer.from_pretrained(base_dir, gguf_file=NAME)
     base = AutoModelForSequenceClassification.from_pretrained(

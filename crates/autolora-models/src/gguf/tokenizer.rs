@@ -11,8 +11,9 @@
 //!   in those models' own `tokenizer.json`; for `qwen2` and `llama-bpe` (Llama 3) the models'
 //!   own split regex (single digits, resp. runs of up to three) before a byte-level step
 //!   without a regex of its own, as their `tokenizer.json` files write it. (`transformers`'
-//!   GGUF conversion ignores `pre`; on text without digits or runs of spaces and newlines they
-//!   agree.) Other `pre` values fall back to the GPT-2 split with a warning;
+//!   GGUF conversion of a `llama` file ignores `pre` and never splits digits; on text without
+//!   digits it agrees with the `smollm` split.) Other `pre` values fall back to the GPT-2
+//!   split with a warning;
 //! * `tokenizer.ggml.add_bos_token` prepends `bos_token_id`; decoding is byte-level.
 
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
