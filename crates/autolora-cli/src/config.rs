@@ -248,7 +248,8 @@ pub struct LoraSettings {
     pub alpha: f64,
     /// Dropout on the adapter input.
     pub dropout: f64,
-    /// Selection gate: `softmax` (the paper) or `sigmoid` (its ablation).
+    /// Selection gate: `sigmoid` per component (the default; the paper's ablation) or
+    /// `softmax` over a module's components (the paper).
     pub gate: autolora_core::Gate,
 }
 
@@ -259,7 +260,7 @@ impl Default for LoraSettings {
             k: 8,
             alpha: 16.0,
             dropout: 0.1,
-            gate: autolora_core::Gate::Softmax,
+            gate: autolora_core::Gate::Sigmoid,
         }
     }
 }
@@ -268,6 +269,9 @@ impl Default for LoraSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchConfig {
+    /// The configuration that fills the search settings a run file leaves unset (see
+    /// [`Preset`]).
+    pub preset: Preset,
     /// `first-order`, `finite-difference` (the authors') or `exact`.
     pub hypergradient: Hypergradient,
     /// Finite-difference form: `implicit` (the authors': perturb w', no learning-rate factor)
@@ -292,7 +296,8 @@ pub struct SearchConfig {
     pub steps: u64,
     /// Steps at the start that train the LoRA weights and head with the selection frozen
     /// (inner steps only), so the hypergradient measures trained adapters rather than their
-    /// initialisation. 0: the paper (outer steps from the first step).
+    /// initialisation. The default preset sets three quarters of `steps` where a run file
+    /// leaves it unset; 0: the paper (outer steps from the first step).
     pub warmup_steps: u64,
     /// After the warm-up, an outer (bilevel) step every N steps; the others are inner steps.
     pub outer_every: u64,
@@ -333,6 +338,7 @@ pub struct SearchConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         SearchConfig {
+            preset: Preset::Default,
             hypergradient: Hypergradient::FiniteDifference,
             fd_form: FiniteDifferenceForm::Implicit,
             rollback: true,
@@ -341,13 +347,13 @@ impl Default for SearchConfig {
             outer_optimizer: OptimizerKind::Adam,
             outer_lr: 1e-2,
             outer_betas: (0.5, 0.999),
-            steps: 300,
-            warmup_steps: 0,
+            steps: 400,
+            warmup_steps: 300,
             outer_every: 1,
             prune_every: 0,
             prune_until: None,
-            val_batches: 1,
-            val_dropout: true,
+            val_batches: 2,
+            val_dropout: false,
             batch_size: 16,
             val_ratio: 0.3,
             threshold: None,
@@ -356,6 +362,71 @@ impl Default for SearchConfig {
             min_rank: 1,
             readout: crate::ranks::Readout::Selection,
         }
+    }
+}
+
+/// A named configuration of the search. A preset fills the settings the run file (and the
+/// command line's `--set`) leave unset; whatever they set wins.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    /// The settings that won on the planted-rank benchmark (docs/results.md): sigmoid gates, a
+    /// warm-up of three quarters of the steps (300 of 400) before the bilevel steps, the
+    /// validation loss in evaluation mode over two batches. These are the fields' own defaults;
+    /// the preset fills the warm-up, which follows `steps`.
+    #[default]
+    Default,
+    /// The paper's configuration, as the authors' code runs it: softmax gates, bilevel steps
+    /// from the first of 300 steps, one validation batch scored with dropout on. Every run file
+    /// written before presets existed resolves as it did with this preset.
+    Paper,
+}
+
+impl Preset {
+    /// The `(section, key, value)` settings the preset fills where the run file `doc` leaves
+    /// them unset.
+    fn settings(self, doc: &toml::Table) -> Vec<(&'static str, &'static str, toml::Value)> {
+        use toml::Value;
+        match self {
+            Preset::Default => {
+                let steps = doc
+                    .get("search")
+                    .and_then(|search| search.get("steps"))
+                    .and_then(Value::as_integer)
+                    .unwrap_or(SearchConfig::default().steps as i64);
+                vec![("search", "warmup_steps", Value::Integer(steps * 3 / 4))]
+            }
+            Preset::Paper => vec![
+                ("lora", "gate", Value::String("softmax".into())),
+                ("search", "steps", Value::Integer(300)),
+                ("search", "warmup_steps", Value::Integer(0)),
+                ("search", "val_batches", Value::Integer(1)),
+                ("search", "val_dropout", Value::Boolean(true)),
+            ],
+        }
+    }
+
+    /// Fills `doc` (a run file as a table) with the settings of the preset it names.
+    fn fill(doc: &mut toml::Table) -> Result<()> {
+        let named = doc
+            .get("search")
+            .and_then(|search| search.get("preset"))
+            .cloned();
+        let preset = match named {
+            Some(value) => value.try_into::<Preset>().map_err(|e| {
+                anyhow::anyhow!("search.preset: {e} (expected \"default\" or \"paper\")")
+            })?,
+            None => Preset::Default,
+        };
+        for (section, key, value) in preset.settings(doc) {
+            let table = doc
+                .entry(section)
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .with_context(|| format!("`{section}` is not a section"))?;
+            table.entry(key).or_insert(value);
+        }
+        Ok(())
     }
 }
 
@@ -503,44 +574,37 @@ impl Default for RunSettings {
 impl RunConfig {
     /// Reads a run file. Unknown keys are an error naming the closest known key.
     pub fn load(path: &Path) -> Result<Self> {
+        Self::resolve(Some(path), &[])
+    }
+
+    /// The settings of a run: the run file at `path` (none: every default), then the
+    /// `key=value` overrides, then the search preset they name filling what both leave unset.
+    pub fn resolve(path: Option<&Path>, overrides: &[String]) -> Result<Self> {
+        let Some(path) = path else {
+            return Self::parse_with("", overrides);
+        };
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("in run file {}", path.display()))
+        Self::parse_with(&text, overrides)
+            .with_context(|| format!("in run file {}", path.display()))
     }
 
-    /// Parses a run file's text.
-    pub fn parse(text: &str) -> Result<Self> {
-        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", with_suggestion(&e.to_string())))
-    }
-
-    /// Applies `key=value` overrides (dotted keys, TOML values; bare words are strings),
-    /// e.g. `search.steps=100` or `task.name=sentiment`.
-    pub fn apply_overrides(&mut self, overrides: &[String]) -> Result<()> {
-        if overrides.is_empty() {
-            return Ok(());
-        }
-        let mut doc = toml::Table::try_from(&*self)?;
+    /// Parses a run file's text with `key=value` overrides (dotted keys, TOML values; bare
+    /// words are strings), e.g. `search.steps=100` or `task.name=sentiment`.
+    pub fn parse_with(text: &str, overrides: &[String]) -> Result<Self> {
+        // The file alone first, so that its mistakes are reported with their line.
+        toml::from_str::<RunConfig>(text).map_err(suggest)?;
+        let mut doc: toml::Table = toml::from_str(text).map_err(suggest)?;
         for item in overrides {
-            let (key, value) = item
-                .split_once('=')
-                .with_context(|| format!("override `{item}`: expected KEY=VALUE"))?;
-            let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
-                .map(|mut t| t.remove("v").expect("just parsed"))
-                .unwrap_or_else(|_| toml::Value::String(value.to_string()));
-            let mut table = &mut doc;
-            let parts: Vec<&str> = key.trim().split('.').collect();
-            for part in &parts[..parts.len() - 1] {
-                table = table
-                    .entry(part.to_string())
-                    .or_insert_with(|| toml::Value::Table(Default::default()))
-                    .as_table_mut()
-                    .with_context(|| format!("override `{item}`: `{part}` is not a section"))?;
-            }
-            table.insert(parts[parts.len() - 1].to_string(), value);
+            set(&mut doc, item)?;
         }
-        *self = Self::parse(&toml::to_string(&doc)?)
-            .with_context(|| format!("applying overrides {overrides:?}"))?;
-        Ok(())
+        Preset::fill(&mut doc)?;
+        let config = toml::Value::Table(doc).try_into().map_err(suggest);
+        if overrides.is_empty() {
+            config
+        } else {
+            config.with_context(|| format!("applying overrides {overrides:?}"))
+        }
     }
 
     /// The resolved settings as TOML.
@@ -679,6 +743,32 @@ impl RunConfig {
     }
 }
 
+/// Sets one `key=value` override in a run file's table.
+fn set(doc: &mut toml::Table, item: &str) -> Result<()> {
+    let (key, value) = item
+        .split_once('=')
+        .with_context(|| format!("override `{item}`: expected KEY=VALUE"))?;
+    let value: toml::Value = toml::from_str::<toml::Table>(&format!("v = {value}"))
+        .map(|mut t| t.remove("v").expect("just parsed"))
+        .unwrap_or_else(|_| toml::Value::String(value.to_string()));
+    let mut table = doc;
+    let parts: Vec<&str> = key.trim().split('.').collect();
+    for part in &parts[..parts.len() - 1] {
+        table = table
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(Default::default()))
+            .as_table_mut()
+            .with_context(|| format!("override `{item}`: `{part}` is not a section"))?;
+    }
+    table.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}
+
+/// A TOML error with a suggestion for an unknown key.
+fn suggest(error: toml::de::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}", with_suggestion(&error.to_string()))
+}
+
 /// A list of strings, or one string as a list of one (`targets = "all-linear"`).
 fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -721,14 +811,14 @@ mod tests {
     #[test]
     fn defaults_round_trip_through_toml() -> Result<()> {
         let config = RunConfig::default();
-        let back = RunConfig::parse(&config.to_toml()?)?;
+        let back = RunConfig::parse_with(&config.to_toml()?, &[])?;
         assert_eq!(back.to_toml()?, config.to_toml()?);
         Ok(())
     }
 
     #[test]
     fn unknown_key_gets_a_suggestion() {
-        let err = RunConfig::parse("[search]\nstesp = 3\n")
+        let err = RunConfig::parse_with("[search]\nstesp = 3\n", &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("unknown field `stesp`"), "{err}");
@@ -737,23 +827,60 @@ mod tests {
     }
 
     #[test]
+    fn the_paper_preset_fills_only_what_the_run_file_leaves_unset() -> Result<()> {
+        let default = RunConfig::parse_with("", &[])?;
+        assert_eq!(default.lora.gate, autolora_core::Gate::Sigmoid);
+        assert_eq!(
+            (default.search.steps, default.search.warmup_steps),
+            (400, 300)
+        );
+        assert_eq!(default.search.val_batches, 2);
+        assert!(!default.search.val_dropout);
+        let shorter = RunConfig::parse_with("[search]\nsteps = 80\n", &[])?;
+        assert_eq!(
+            shorter.search.warmup_steps, 60,
+            "the warm-up follows the steps"
+        );
+
+        let paper = RunConfig::parse_with("[search]\npreset = \"paper\"\nval_batches = 3\n", &[])?;
+        assert_eq!(paper.lora.gate, autolora_core::Gate::Softmax);
+        assert_eq!((paper.search.steps, paper.search.warmup_steps), (300, 0));
+        assert!(paper.search.val_dropout);
+        assert_eq!(paper.search.val_batches, 3, "the file's own setting wins");
+
+        // On the command line too, and the resolved settings reload as they are.
+        let set = RunConfig::parse_with("[search]\nsteps = 50\n", &["search.preset=paper".into()])?;
+        assert_eq!((set.search.steps, set.search.warmup_steps), (50, 0));
+        let saved = RunConfig::parse_with(&set.to_toml()?, &[])?;
+        assert_eq!(saved.to_toml()?, set.to_toml()?);
+
+        let err = RunConfig::parse_with("[search]\npreset = \"papr\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2"), "{err}");
+        Ok(())
+    }
+
+    #[test]
     fn overrides_replace_values_and_reject_unknown_keys() -> Result<()> {
-        let mut config = RunConfig::default();
-        config.apply_overrides(&[
-            "search.steps=7".into(),
-            "task.name=sentiment".into(),
-            "train.ranks=\"runs/x/ranks.json\"".into(),
-        ])?;
+        let config = RunConfig::parse_with(
+            "",
+            &[
+                "search.steps=7".into(),
+                "task.name=sentiment".into(),
+                "train.ranks=\"runs/x/ranks.json\"".into(),
+            ],
+        )?;
         assert_eq!(config.search.steps, 7);
         assert_eq!(config.task.name, "sentiment");
         assert_eq!(
             config.train.ranks,
             RankSource::File("runs/x/ranks.json".into())
         );
-        assert!(config.apply_overrides(&["search.nope=1".into()]).is_err());
-        config.apply_overrides(&["lora.targets=all-linear".into()])?;
+        assert!(RunConfig::parse_with("", &["search.nope=1".into()]).is_err());
+        let config = RunConfig::parse_with("", &["lora.targets=all-linear".into()])?;
         assert_eq!(config.lora.targets, ["all-linear"]);
-        let listed = RunConfig::parse("[lora]\ntargets = [\"query\", \"value\"]\n")?;
+        let listed = RunConfig::parse_with("[lora]\ntargets = [\"query\", \"value\"]\n", &[])?;
         assert_eq!(listed.lora.targets, ["query", "value"]);
         Ok(())
     }

@@ -130,11 +130,7 @@ impl RunArgs {
     }
 
     fn resolve(&self) -> Result<RunConfig> {
-        let mut config = match &self.config {
-            Some(path) => RunConfig::load(path)?,
-            None => RunConfig::default(),
-        };
-        config.apply_overrides(&self.overrides)?;
+        let mut config = RunConfig::resolve(self.config.as_deref(), &self.overrides)?;
         if let Some(device) = &self.device {
             config.run.device = device.clone();
         }

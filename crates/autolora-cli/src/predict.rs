@@ -51,9 +51,10 @@ pub fn run(args: &PredictArgs) -> Result<()> {
     // Where the settings, the classes and the adapter are.
     let (mut config, labels_dir, adapter) = match (&args.run, &args.adapter) {
         (Some(run_dir), _) => {
-            let config = RunConfig::load(&run_dir.join(CONFIG_FILE)).with_context(|| {
-                format!("{} is not a finished run directory", run_dir.display())
-            })?;
+            let config = RunConfig::resolve(Some(&run_dir.join(CONFIG_FILE)), &args.overrides)
+                .with_context(|| {
+                    format!("{} is not a finished run directory", run_dir.display())
+                })?;
             (config, run_dir.clone(), run_dir.join(ADAPTER_DIR))
         }
         (None, Some(dir)) => {
@@ -69,11 +70,14 @@ pub fn run(args: &PredictArgs) -> Result<()> {
                     dir.display()
                 );
             }
-            (RunConfig::load(&path)?, dir.clone(), dir.clone())
+            (
+                RunConfig::resolve(Some(&path), &args.overrides)?,
+                dir.clone(),
+                dir.clone(),
+            )
         }
         (None, None) => bail!("predict needs --run DIR or --adapter DIR"),
     };
-    config.apply_overrides(&args.overrides)?;
     if let Some(name) = &args.device {
         config.run.device = name.clone();
     }

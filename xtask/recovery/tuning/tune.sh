@@ -51,9 +51,25 @@ row tuning-0.05-warmup600 "${rho05[@]}" "${default[@]}" --set search.warmup_step
   --set search.steps=700
 row tuning-0.05-lr3e-3 "${rho05[@]}" "${default[@]}" --set search.inner_lr=3e-3
 row tuning-0.05-svd-lr3e-3 "${rho05[@]}" "${svd[@]}" --set search.inner_lr=3e-3
+# Fourth round, rho 0.05, three seeds each: outer steps whose size follows the hypergradient
+# (SGD; its rate puts the logits' moves on the scale of Adam's), and the bilevel steps spread out
+# with inner steps between them.
+for seed in 1 2 3; do
+  s=(--set run.seed=$seed)
+  row "r4-default-s$seed" "${rho05[@]}" "${default[@]}" "${s[@]}"
+  row "r4-sgd-s$seed" "${rho05[@]}" "${default[@]}" "${s[@]}" --set search.outer_optimizer=sgd \
+    --set search.outer_lr=1000
+  row "r4-every2-s$seed" "${rho05[@]}" "${default[@]}" "${s[@]}" --set search.steps=500 \
+    --set search.outer_every=2
+  row "r5-warmup400-s$seed" "${rho05[@]}" "${default[@]}" "${s[@]}" --set search.steps=500 \
+    --set search.warmup_steps=400
+  row "r5-every4-s$seed" "${rho05[@]}" "${default[@]}" "${s[@]}" --set search.steps=700 \
+    --set search.outer_every=4
+done
 "$python" - <<'PY'
-import glob, json, tomllib
+import collections, glob, json, re, statistics, tomllib
 from scipy.stats import spearmanr
+seeded = collections.defaultdict(list)
 for run in sorted(glob.glob("runs/tuning/*/ranks.json")):
     name = run.split("/")[2]
     path = "xtask/recovery/patterns/depth.toml" if name.startswith("depth") else "xtask/recovery/tuning/pattern.toml"
@@ -64,4 +80,9 @@ for run in sorted(glob.glob("runs/tuning/*/ranks.json")):
     rho = spearmanr(searched, wanted)[0]
     false_positives = sum(s > 0 and w == 0 for s, w in zip(searched, wanted))
     print(f"{name:28} spearman {rho:.2f} false positives {false_positives}")
+    if re.search(r"-s\d+$", name):
+        seeded[re.sub(r"-s\d+$", "", name)].append(rho)
+for name, values in seeded.items():
+    spread = statistics.stdev(values) if len(values) > 1 else float("nan")
+    print(f"{name:28} mean spearman {statistics.mean(values):.2f} ± {spread:.2f} over {len(values)} seeds")
 PY
